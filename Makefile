@@ -1,0 +1,34 @@
+# Two commands do all set-up on a fresh machine: `make demo` and `make test`.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: demo test lint bench clean
+
+$(STAMP): pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[test]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	rm -rf .demo-store
+	$(BIN)/aitrail --store .demo-store ingest sample_traces/*/traces.jsonl
+	$(BIN)/aitrail --store .demo-store sql "select ai_kind, count(*) as spans from spans group by 1 order by 2 desc"
+	$(BIN)/aitrail --store .demo-store changes
+	$(BIN)/aitrail --store .demo-store replay chg-billing-migration-4821
+
+test: $(STAMP)
+	$(BIN)/ruff check aitrail tests benchmarks
+	$(BIN)/pytest -q
+
+lint: $(STAMP)
+	$(BIN)/ruff check aitrail tests benchmarks
+	$(BIN)/ruff format --check aitrail tests benchmarks
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/ingest_file.py
+
+clean:
+	rm -rf $(VENV) .demo-store .pytest_cache

@@ -1,0 +1,339 @@
+"""`aitrail`: one command, thin wiring over store/ (and, later, collector/ and tui/).
+
+Exit codes: 0 success; 1 some input was rejected (the rest was kept); 2 bad usage or
+configuration; 3 not found; 4 query error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from . import __version__
+from .output import print_rows, to_json
+
+EXIT_OK, EXIT_REJECTED, EXIT_USAGE, EXIT_NOT_FOUND, EXIT_QUERY = 0, 1, 2, 3, 4
+
+EPILOG = """\
+The store is --store, else $AITRAIL_STORE, else the `store` key of the config, else
+$XDG_DATA_HOME/aitrail (~/.local/share/aitrail). The config is --config, else
+$AITRAIL_CONFIG, else $XDG_CONFIG_HOME/aitrail/aitrail.toml if it exists.
+
+Start here:
+  aitrail ingest sample_traces/*/traces.jsonl
+  aitrail sql "select ai_kind, count(*) from spans group by 1"
+  aitrail changes
+  aitrail replay chg-billing-migration-4821
+"""
+
+
+def _err(msg: str) -> None:
+    sys.stderr.write(f"aitrail: {msg}\n")
+
+
+def _parse_time(value: str) -> datetime:
+    """ISO 8601 (UTC if no zone) or a relative age like 30m, 6h, 7d."""
+    v = value.strip()
+    units = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+    if v[:-1].isdigit() and v[-1:] in units:
+        return datetime.now(UTC) - timedelta(**{units[v[-1]]: int(v[:-1])})
+    try:
+        t = datetime.fromisoformat(v.replace("Z", "+00:00"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{value!r} is neither ISO 8601 (2026-11-12T14:00:00Z) nor an age (30m, 6h, 7d)"
+        ) from None
+    return t if t.tzinfo else t.replace(tzinfo=UTC)
+
+
+def _add_format(p: argparse.ArgumentParser, extra: tuple[str, ...] = ()) -> None:
+    p.add_argument("--format", choices=("table", "json", *extra), default="table",
+                   help="table for people (default); json: an array of objects, for scripts"
+                   + (f"; {', '.join(extra)}" if extra else ""))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="aitrail", description="Audit trace store and forensics for AI-influenced "
+        "changes.", epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--version", action="version", version=f"aitrail {__version__}")
+    p.add_argument("--store", type=Path, help="store directory (see below)")
+    p.add_argument("--config", type=Path, help="aitrail.toml (see below)")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    s = sub.add_parser("ingest", help="load OTLP trace files into the store",
+                       description="Load OTLP trace files: JSON as the OpenTelemetry "
+                       "Collector's file exporter writes it (one request per line, or one per "
+                       "file), or binary protobuf; either may be gzip-compressed. A bad file "
+                       "or line is reported as FILE:LINE: problem and the rest is still "
+                       "ingested; the exit code is then 1.")
+    s.add_argument("files", nargs="+", type=Path, metavar="FILE")
+    s.add_argument("--tenant", default="default", help="tenant to file the spans under "
+                   "(default: default)")
+    _add_format(s)
+
+    s = sub.add_parser("sql", help="run one read-only SQL query over the views",
+                       description="Run one SELECT over the views spans, ai_calls, documents, "
+                       "decisions, changes (docs/schema.md). Only the store can be read; "
+                       "nothing can be written.")
+    s.add_argument("query")
+    s.add_argument("--limit", type=int, default=1000, help="rows to print (default 1000)")
+    _add_format(s)
+
+    s = sub.add_parser("traces", help="search traces, newest first",
+                       description="Traces with at least one span matching every filter.")
+    for name, help_ in (("service", "service.name"), ("model", "request or response model"),
+                        ("verdict", "policy verdict: allow, deny, review, modify"),
+                        ("reviewer", "reviewer"), ("user", "end user id"),
+                        ("change", "change id"), ("tenant", "tenant"),
+                        ("ai-kind", "llm, retrieval, tool, guardrail, review, change, ..."),
+                        ("text", "free text in prompts, outputs, documents, tool calls")):
+        s.add_argument(f"--{name}", help=help_)
+    s.add_argument("--since", type=_parse_time, help="ISO time or age (30m, 6h, 7d)")
+    s.add_argument("--until", type=_parse_time, help="ISO time or age")
+    s.add_argument("--limit", type=int, default=50, help="traces to list (default 50)")
+    _add_format(s)
+
+    s = sub.add_parser("show", help="show one trace",
+                       description="Every span of a trace as a tree with timings and the audit "
+                       "fields. --format otlp-json prints OTLP/JSON that `aitrail ingest` "
+                       "reads back identically.")
+    s.add_argument("trace_id", metavar="TRACE_ID")
+    s.add_argument("--tenant")
+    _add_format(s, ("otlp-json",))
+
+    s = sub.add_parser("replay", help="the ordered steps of an AI-influenced change",
+                       description="What the agent was asked, what it retrieved, what the model "
+                       "saw and returned, tools called, policy verdicts, reviews and the "
+                       "change itself, in time order across every trace of the change.")
+    s.add_argument("change_id", metavar="CHANGE_ID")
+    s.add_argument("--tenant")
+    _add_format(s)
+
+    s = sub.add_parser("changes", help="list AI-influenced changes")
+    s.add_argument("--limit", type=int, default=50)
+    _add_format(s)
+
+    s = sub.add_parser("reindex", help="recompute the audit columns of stored data",
+                       description="Re-run normalization over every stored file (after an "
+                       "upgrade or a [mapping] change). The generic columns are lossless, so "
+                       "nothing is lost.")
+    return p
+
+
+def _store_root(args: argparse.Namespace, config) -> Path:
+    from .store.config import default_store
+
+    if args.store:
+        return args.store
+    if os.environ.get("AITRAIL_STORE"):
+        return Path(os.environ["AITRAIL_STORE"])
+    if config.store:
+        return config.store
+    return default_store()
+
+
+def _progress(enabled: bool):
+    """A one-line progress display on a terminal; silent in pipes and CI."""
+    if not enabled:
+        return None
+
+    def show(msg: str) -> None:
+        sys.stderr.write(f"\r\x1b[2K{msg}")
+        sys.stderr.flush()
+
+    return show
+
+
+def cmd_ingest(args, root: Path, config) -> int:
+    from .store.ingest import Ingester
+    from .store.normalize import Normalizer
+
+    try:
+        ing = Ingester(root, args.tenant, Normalizer(config.mapping))
+    except ValueError as e:
+        _err(str(e))
+        return EXIT_USAGE
+    total = len(args.files)
+    show = _progress(sys.stderr.isatty() and total > 1)
+    counter = iter(range(1, total + 1))
+    report = ing.add_files(
+        args.files,
+        progress=(lambda f: show(f"ingesting {next(counter)}/{total} {f}")) if show else None)
+    if show:
+        sys.stderr.write("\r\x1b[2K")
+    for line in report.errors + report.rejected:
+        _err(line)
+    summary = {"spans": report.spans, "requests": report.requests,
+               "files_written": len(report.files_written), "errors": len(report.errors),
+               "rejected_spans": len(report.rejected), "store": str(root),
+               "tenant": args.tenant}
+    if args.format == "json":
+        print(to_json(summary))
+    else:
+        print(f"ingested {report.spans} spans from {report.requests} requests into {root} "
+              f"(tenant {args.tenant}, {len(report.files_written)} files written)")
+        if not report.ok:
+            print(f"{len(report.errors)} unreadable inputs, {len(report.rejected)} spans "
+                  "rejected (see messages above)")
+    return EXIT_OK if report.ok else EXIT_REJECTED
+
+
+def _open(root: Path):
+    from .store.query import Store
+
+    return Store(root)
+
+
+def cmd_sql(args, root: Path, _config) -> int:
+    with _open(root) as st:
+        res = st.sql(args.query, limit=args.limit)
+    print_rows(res.columns, res.rows, args.format, res.truncated)
+    return EXIT_OK
+
+
+def cmd_traces(args, root: Path, _config) -> int:
+    filters = {"service": args.service, "model": args.model, "verdict": args.verdict,
+               "reviewer": args.reviewer, "user": args.user, "change": args.change,
+               "tenant": args.tenant, "ai_kind": args.ai_kind, "text": args.text,
+               "since": args.since, "until": args.until}
+    with _open(root) as st:
+        res = st.search(limit=args.limit, **filters)
+    print_rows(res.columns, res.rows, args.format, res.truncated)
+    return EXIT_OK
+
+
+def _tree_order(rows: list[dict]) -> list[tuple[int, dict]]:
+    children: dict[str | None, list[dict]] = {}
+    ids = {r["span_id"] for r in rows}
+    for r in rows:
+        parent = r["parent_span_id"] if r["parent_span_id"] in ids else None
+        children.setdefault(parent, []).append(r)
+    out: list[tuple[int, dict]] = []
+
+    def walk(parent: str | None, depth: int) -> None:
+        for r in children.get(parent, []):
+            out.append((depth, r))
+            walk(r["span_id"], depth + 1)
+
+    walk(None, 0)
+    return out
+
+
+def cmd_show(args, root: Path, _config) -> int:
+    with _open(root) as st:
+        if args.format == "otlp-json":
+            from .store.otlp_decode import request_to_json
+            from .store.otlp_encode import rows_to_request
+
+            req = rows_to_request(st.raw_trace(args.trace_id, args.tenant))
+            sys.stdout.write(request_to_json(req).decode() + "\n")
+            return EXIT_OK
+        res = st.trace(args.trace_id, args.tenant)
+    if args.format == "json":
+        print(to_json(res.rows))
+        return EXIT_OK
+    t0 = min(r["start_time"] for r in res.rows)
+    table = []
+    for depth, r in _tree_order(res.rows):
+        audit = [x for x in (
+            r["ai_kind"], r["response_model"] or r["request_model"], r["tool_name"],
+            r["policy_verdict"] and f"verdict={r['policy_verdict']}",
+            r["reviewer"] and f"reviewer={r['reviewer']}:{r['review_decision']}",
+            r["change_id"]) if x]
+        table.append({
+            "offset_ms": (r["start_time"] - t0).total_seconds() * 1000,
+            "duration_ms": r["duration_ms"], "service": r["service_name"],
+            "span": "  " * depth + r["name"], "status": r["status_code"],
+            "audit": " ".join(audit), "span_id": r["span_id"]})
+    print(f"trace {res.rows[0]['trace_id']}  ({len(res.rows)} spans, tenant "
+          f"{res.rows[0]['tenant']})")
+    print_rows(list(table[0].keys()), table, "table")
+    return EXIT_OK
+
+
+def cmd_replay(args, root: Path, _config) -> int:
+    from .store.replay import build_steps
+
+    with _open(root) as st:
+        rows = st.change_spans(args.change_id, args.tenant).rows
+    steps = build_steps(rows)
+    if args.format == "json":
+        print(to_json([s.as_dict() for s in steps]))
+        return EXIT_OK
+    traces = sorted({r["trace_id"] for r in rows})
+    services = sorted({r["service_name"] for r in rows if r["service_name"]})
+    print(f"change {args.change_id}: {len(steps)} steps across {len(traces)} traces "
+          f"({', '.join(services)})")
+    for s in steps:
+        gap = f"+{s.gap_s:.1f}s" if s.index > 1 else ""
+        print(f"\n{s.index:>3}. {s.time.strftime('%Y-%m-%d %H:%M:%S.%f')[:-3]}Z {gap:>9}  "
+              f"{s.label:<9} {s.title}  [{s.service or '?'}]")
+        for label, value in s.details:
+            print(f"       {label:>12}: {value}")
+        if s.error:
+            print(f"       {'ERROR':>12}: {s.error}")
+        print(f"       {'span':>12}: {s.trace_id}/{s.span_id}")
+    return EXIT_OK
+
+
+def cmd_changes(args, root: Path, _config) -> int:
+    with _open(root) as st:
+        res = st.changes(limit=args.limit)
+    cols = ["change_id", "kinds", "first_seen", "services", "verdicts", "reviewers", "errors",
+            "spans"] if args.format == "table" else res.columns
+    print_rows(cols, res.rows, args.format, res.truncated)
+    return EXIT_OK
+
+
+def cmd_reindex(args, root: Path, config) -> int:
+    from .store.normalize import Normalizer
+    from .store.reindex import reindex_store
+
+    show = _progress(sys.stderr.isatty())
+    files, spans = reindex_store(
+        root, Normalizer(config.mapping),
+        progress=(lambda i, n: show(f"reindexing {i}/{n} files")) if show else None)
+    if show:
+        sys.stderr.write("\r\x1b[2K")
+    print(f"reindexed {spans} spans in {files} files under {root}")
+    return EXIT_OK
+
+
+COMMANDS = {"ingest": cmd_ingest, "sql": cmd_sql, "traces": cmd_traces, "show": cmd_show,
+            "replay": cmd_replay, "changes": cmd_changes, "reindex": cmd_reindex}
+
+
+def main(argv: list[str] | None = None) -> int:
+    from .store.config import default_config_path, load_config
+    from .store.errors import BadInput, ConfigError, NotFound, QueryError, StoreError
+
+    args = build_parser().parse_args(argv)
+    try:
+        config = load_config(args.config or default_config_path())
+        root = _store_root(args, config)
+        return COMMANDS[args.command](args, root, config)
+    except ConfigError as e:
+        _err(str(e))
+        return EXIT_USAGE
+    except BadInput as e:
+        _err(str(e))
+        return EXIT_USAGE
+    except NotFound as e:
+        _err(str(e))
+        return EXIT_NOT_FOUND
+    except QueryError as e:
+        _err(f"query failed: {e}")
+        return EXIT_QUERY
+    except StoreError as e:
+        _err(str(e))
+        return EXIT_QUERY
+    except BrokenPipeError:
+        return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

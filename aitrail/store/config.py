@@ -1,0 +1,70 @@
+"""aitrail.toml: where the store is and how a site's own attribute names map onto the record.
+
+Example:
+
+    store = "/var/lib/aitrail"
+
+    [mapping]
+    # audit column = attribute keys tried before the built-in ones
+    request_model = ["acme.llm.model"]
+    policy_verdict = ["acme.guard.outcome"]
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .errors import ConfigError
+from .mappings import MAPPABLE
+
+
+def default_store() -> Path:
+    """$AITRAIL_STORE, else $XDG_DATA_HOME/aitrail, else ~/.local/share/aitrail."""
+    env = os.environ.get("AITRAIL_STORE")
+    if env:
+        return Path(env)
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "aitrail"
+
+
+def default_config_path() -> Path | None:
+    env = os.environ.get("AITRAIL_CONFIG")
+    if env:
+        return Path(env)
+    base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    p = Path(base) / "aitrail" / "aitrail.toml"
+    return p if p.exists() else None
+
+
+@dataclass
+class Config:
+    store: Path | None = None
+    mapping: dict[str, list[str]] = field(default_factory=dict)
+    path: Path | None = None
+
+
+def load_config(path: Path | None) -> Config:
+    if path is None:
+        return Config()
+    try:
+        doc = tomllib.loads(Path(path).read_text())
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read config: {e.strerror or e}") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{path}: not valid TOML: {e}") from None
+    mapping: dict[str, list[str]] = {}
+    for col, keys in (doc.get("mapping") or {}).items():
+        if col not in MAPPABLE:
+            raise ConfigError(
+                f"{path}: [mapping] {col!r} is not a mappable audit column; "
+                f"choose one of: {', '.join(sorted(MAPPABLE))}")
+        if isinstance(keys, str):
+            keys = [keys]
+        if not isinstance(keys, list) or not all(isinstance(k, str) for k in keys):
+            raise ConfigError(f"{path}: [mapping] {col} must be a string or a list of strings")
+        mapping[col] = keys
+    store = doc.get("store")
+    return Config(store=Path(store) if store else None, mapping=mapping, path=Path(path))

@@ -1,0 +1,459 @@
+"""Fold every AI span convention into the audit columns of one record.
+
+The rules are data (`mappings.py`); this module applies them. `normalize` never raises on
+odd input: a value it cannot read is left to the lossless generic columns.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import orjson
+
+from . import mappings as m
+from .schema import NORMALIZER_VERSION
+
+Attrs = Mapping[str, Any]
+
+
+def _json_lenient(v: Any) -> Any:
+    """JSON text as a value; anything that is not JSON stays as it is."""
+    if isinstance(v, str) and v[:1] in ("{", "["):
+        try:
+            return orjson.loads(v)
+        except orjson.JSONDecodeError:
+            return v
+    return v
+
+
+def _indexed(attrs: Attrs, prefix: str) -> list[dict[str, Any]]:
+    """Flattened lists (`prefix.{i}.sub.key`) as a list of {sub.key: value}, by index."""
+    groups: dict[int, dict[str, Any]] = {}
+    plen = len(prefix)
+    for k, v in attrs.items():
+        if k.startswith(prefix):
+            idx, _, sub = k[plen:].partition(".")
+            if idx.isdigit():
+                groups.setdefault(int(idx), {})[sub] = v
+    return [groups[i] for i in sorted(groups)]
+
+
+def _has_prefix(attrs: Attrs, prefix: str) -> bool:
+    return any(k.startswith(prefix) for k in attrs)
+
+
+def _scalar(v: Any, col: str) -> Any:
+    if v is None or v == "" or isinstance(v, (list, dict)):
+        return None
+    if col in m.INT_COLUMNS:
+        try:
+            return int(v)
+        except (TypeError, ValueError):
+            return None
+    if col in m.BOOL_COLUMNS:
+        if isinstance(v, str):
+            return v.strip().lower() in ("true", "1", "yes")
+        return bool(v)
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    return v if isinstance(v, str) else str(v)
+
+
+def _dumps(v: Any) -> str:
+    return orjson.dumps(v).decode()
+
+
+# -- message shapes --------------------------------------------------------------------------
+
+
+def _tool_call_part(id_: Any, name: Any, arguments: Any) -> dict[str, Any]:
+    part: dict[str, Any] = {"type": "tool_call", "name": name}
+    if id_ is not None:
+        part["id"] = id_
+    if arguments is not None:
+        part["arguments"] = _json_lenient(arguments)
+    return part
+
+
+def _oi_message(msg: dict[str, Any], finish_reason: Any = None) -> dict[str, Any]:
+    """OpenInference `llm.*_messages.{i}.message.*` -> OTel ChatMessage."""
+    role = msg.get("message.role")
+    parts: list[dict[str, Any]] = []
+    content = msg.get("message.content")
+    if role == "tool" and msg.get("message.tool_call_id") is not None:
+        parts.append({"type": "tool_call_response", "id": msg["message.tool_call_id"],
+                      "response": _json_lenient(content)})
+    elif content is not None:
+        parts.append({"type": "text", "content": content})
+    for c in _indexed(msg, "message.contents."):
+        kind = c.get("message_content.type")
+        if kind == "image":
+            parts.append({"type": "uri", "modality": "image",
+                          "uri": c.get("message_content.image.image.url")})
+        elif c.get("message_content.text") is not None:
+            parts.append({"type": "text", "content": c["message_content.text"]})
+    for tc in _indexed(msg, "message.tool_calls."):
+        parts.append(_tool_call_part(tc.get("tool_call.id"), tc.get("tool_call.function.name"),
+                                     tc.get("tool_call.function.arguments")))
+    out: dict[str, Any] = {"role": role, "parts": parts}
+    if msg.get("message.name") is not None:
+        out["name"] = msg["message.name"]
+    if finish_reason is not None:
+        out["finish_reason"] = finish_reason
+    return out
+
+
+def _legacy_message(msg: dict[str, Any]) -> dict[str, Any]:
+    """OpenLLMetry legacy `gen_ai.prompt.{i}.*` / `gen_ai.completion.{i}.*` -> OTel shape."""
+    role = msg.get("role")
+    parts: list[dict[str, Any]] = []
+    content = msg.get("content")
+    if msg.get("tool_call_id") is not None:
+        parts.append({"type": "tool_call_response", "id": msg["tool_call_id"],
+                      "response": _json_lenient(content)})
+    elif content is not None:
+        parts.append({"type": "text", "content": content})
+    for tc in _indexed(msg, "tool_calls."):
+        parts.append(_tool_call_part(tc.get("id"), tc.get("name"), tc.get("arguments")))
+    out: dict[str, Any] = {"role": role, "parts": parts}
+    if msg.get("finish_reason") is not None:
+        out["finish_reason"] = msg["finish_reason"]
+    return out
+
+
+def _openai_messages(value: Any) -> list[dict[str, Any]] | None:
+    """Chat-completions style [{role, content, tool_calls}] (GenAI <= 1.27 span events)."""
+    value = _json_lenient(value)
+    if isinstance(value, dict):
+        value = [value]
+    if not isinstance(value, list):
+        return [{"role": None, "parts": [{"type": "text", "content": str(value)}]}]
+    out = []
+    for item in value:
+        if not isinstance(item, dict):
+            out.append({"role": None, "parts": [{"type": "text", "content": str(item)}]})
+            continue
+        if "parts" in item:  # already the OTel shape
+            out.append(item)
+            continue
+        msg = item.get("message") if isinstance(item.get("message"), dict) else item
+        parts: list[dict[str, Any]] = []
+        if msg.get("content") is not None:
+            parts.append({"type": "text", "content": msg["content"]})
+        for tc in msg.get("tool_calls") or ():
+            fn = tc.get("function") or {}
+            parts.append(_tool_call_part(tc.get("id"), fn.get("name"), fn.get("arguments")))
+        o: dict[str, Any] = {"role": msg.get("role"), "parts": parts}
+        if item.get("finish_reason") is not None:
+            o["finish_reason"] = item["finish_reason"]
+        out.append(o)
+    return out
+
+
+# -- documents -------------------------------------------------------------------------------
+
+
+def _doc(id_: Any, score: Any, content: Any, metadata: Any, uri: Any = None) -> dict[str, Any]:
+    d: dict[str, Any] = {"id": id_}
+    if score is not None:
+        d["score"] = score
+    if content is not None:
+        d["content"] = content
+    meta = _json_lenient(metadata)
+    if meta is not None:
+        d["metadata"] = meta
+    if uri is not None:
+        d["uri"] = uri
+    return d
+
+
+def _oi_documents(attrs: Attrs, prefix: str) -> list[dict[str, Any]]:
+    return [
+        _doc(d.get("document.id"), d.get("document.score"), d.get("document.content"),
+             d.get("document.metadata"), d.get("document.url"))
+        for d in _indexed(attrs, prefix)
+    ]
+
+
+# -- decisions -------------------------------------------------------------------------------
+
+
+def _verdict(native: Any) -> str | None:
+    if native is None:
+        return None
+    return m.VERDICTS.get(str(native).strip().lower())
+
+
+def _decisions(attrs: Attrs, oi_kind: Any) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    for src in m.DECISION_SOURCES:
+        fields: dict[str, str] = src["fields"]  # type: ignore[assignment]
+        found = {f: attrs[k] for f, k in fields.items() if k in attrs}
+        if not found:
+            continue
+        d: dict[str, Any] = {"kind": src["kind"], "source": src["source"], **found}
+        d["verdict"] = _verdict(found.get("native_verdict"))
+        out.append(d)
+    if oi_kind == "GUARDRAIL":
+        result = _json_lenient(attrs.get("output.value"))
+        meta = _json_lenient(attrs.get("metadata"))
+        meta = meta if isinstance(meta, dict) else {}
+        d = {"kind": "guardrail", "source": "openinference"}
+        if isinstance(result, dict):
+            native = result.get("action", result.get("verdict", result.get("result")))
+            if native is not None:
+                d["native_verdict"] = native
+            reason = result.get("actionReason", result.get("reason"))
+            if reason is not None:
+                d["reason"] = reason
+        elif isinstance(result, str):
+            d["native_verdict"] = result
+        for field, key in (("policy_id", "guardrailIdentifier"),
+                           ("policy_version", "guardrailVersion")):
+            if meta.get(key) is not None:
+                d[field] = meta[key]
+        d["verdict"] = _verdict(d.get("native_verdict"))
+        out.append(d)
+    return out
+
+
+# -- feature flags ---------------------------------------------------------------------------
+
+
+def _flag(attrs: Attrs) -> dict[str, Any] | None:
+    flag: dict[str, Any] = {}
+    for field, keys in m.FLAG_FIELDS.items():
+        for k in keys:
+            if k in attrs:
+                flag[field] = attrs[k]
+                break
+    return flag if "key" in flag else None
+
+
+# -- the normalizer --------------------------------------------------------------------------
+
+
+class Normalizer:
+    """Applies the mapping tables, with a user's `[mapping]` rules tried first."""
+
+    def __init__(self, user_mapping: Mapping[str, list[str]] | None = None) -> None:
+        user_mapping = user_mapping or {}
+        self.scalar_rules = {c: tuple(user_mapping.get(c, ())) + keys
+                             for c, keys in m.SCALAR_RULES.items()}
+        self.content_rules = {c: tuple(user_mapping.get(c, ())) + keys
+                              for c, keys in m.CONTENT_RULES.items()}
+        self.policy_rules = {c: tuple(user_mapping.get(c, ()))
+                             for c in ("policy_id", "policy_version", "policy_verdict")}
+
+    def normalize(self, attrs: Attrs, resource: Attrs, events: list[dict[str, Any]],
+                  status_code: int = 0) -> tuple[dict[str, Any], dict[str, str]]:
+        """Audit column values for one span, and the attribute keys lifted verbatim into
+        content columns ({attribute key: column})."""
+        out: dict[str, Any] = {}
+        lifted: dict[str, str] = {}
+        convention = self._convention(attrs)
+        oi_kind = attrs.get(m.OPENINFERENCE_MARKER)
+
+        for col, keys in self.scalar_rules.items():
+            for k in keys:
+                v = attrs.get(k)
+                if v is None:
+                    v = resource.get(k)
+                v = _scalar(v, col) if v is not None else None
+                if v is not None:
+                    out[col] = v
+                    break
+
+        op = out.get("operation")
+        if op is None:
+            if oi_kind is not None:
+                op = m.OPENINFERENCE_OPERATION.get(str(oi_kind).upper())
+                if op == "chat" and _has_prefix(attrs, "llm.prompts."):
+                    op = "text_completion"
+            elif "traceloop.span.kind" in attrs:
+                op = m.TRACELOOP_SPAN_KIND_OPERATION.get(attrs["traceloop.span.kind"])
+            elif "llm.request.type" in attrs:
+                op = m.LLM_REQUEST_TYPE_OPERATION.get(attrs["llm.request.type"])
+        if op is not None:
+            out["operation"] = m.OPERATION_ALIASES.get(op, op)
+        if "provider" in out:
+            p = out["provider"]
+            out["provider"] = m.PROVIDER_ALIASES.get(p.lower(), p.lower())
+
+        for col, keys in self.content_rules.items():
+            for k in keys:
+                v = attrs.get(k)
+                if isinstance(v, str) and v:
+                    out[col] = v
+                    lifted[k] = col
+                    break
+                if isinstance(v, (list, dict)):
+                    out[col] = _dumps(v)
+                    break
+
+        self._content_fallbacks(attrs, events, out, lifted, oi_kind, convention)
+
+        decisions = _decisions(attrs, oi_kind)
+        if decisions:
+            out["decisions"] = _dumps(decisions)
+            ranked = [d for d in decisions if d["kind"] != "review" and d.get("verdict")]
+            if ranked:
+                best = min(ranked, key=lambda d: m.VERDICT_ORDER.index(d["verdict"]))
+                out["policy_verdict"] = best["verdict"]
+                for f in ("policy_id", "policy_version"):
+                    if best.get(f) is not None:
+                        out[f] = str(best[f])
+        for col, keys in self.policy_rules.items():
+            for k in keys:
+                if attrs.get(k) is not None:
+                    out[col] = str(attrs[k]) if col != "policy_verdict" else (
+                        _verdict(attrs[k]) or str(attrs[k]))
+                    break
+        if "review_decision" in out:
+            out["review_decision"] = out["review_decision"].lower()
+
+        if "change_id" not in out:
+            for id_key, kind, target_keys, prefix in m.CHANGE_FALLBACKS:
+                cid = attrs.get(id_key)
+                if cid is None:
+                    continue
+                target = next((attrs[t] for t in target_keys if t in attrs),
+                              next((resource[t] for t in target_keys if t in resource), None))
+                out["change_id"] = f"{prefix}:{target}#{cid}" if target else f"{prefix}:{cid}"
+                out.setdefault("change_kind", kind)
+                if target is not None:
+                    out.setdefault("change_target", str(target))
+                break
+
+        flags = []
+        f = _flag(attrs)
+        if f:
+            flags.append(f)
+        for ev in events:
+            if ev.get("name") == m.FLAG_EVENT:
+                f = _flag(ev.get("attributes") or {})
+                if f:
+                    flags.append(f)
+        if flags:
+            out["feature_flags"] = _dumps(flags)
+
+        if status_code == 2 and "error_type" not in out:
+            for ev in events:
+                if ev.get("name") == "exception":
+                    et = (ev.get("attributes") or {}).get("exception.type")
+                    if et is not None:
+                        out["error_type"] = str(et)
+                        break
+
+        kind = m.OPERATION_AI_KIND.get(out.get("operation", ""))
+        if kind is None:
+            if "reviewer" in out or "review_decision" in out:
+                kind = "review"
+            elif any(d["kind"] in ("policy", "guardrail") for d in decisions):
+                kind = "guardrail"
+            elif "change_action" in out or ("change_kind" in out and "change_id" in out
+                                            and "aitrail.change.id" not in attrs):
+                kind = "change"
+        if kind is not None:
+            out["ai_kind"] = kind
+        if convention is None and (kind is not None or "change_id" in out):
+            convention = "aitrail"
+        if convention is not None:
+            out["source_convention"] = convention
+            out["normalizer_version"] = NORMALIZER_VERSION
+        return out, lifted
+
+    @staticmethod
+    def _convention(attrs: Attrs) -> str | None:
+        if m.OPENINFERENCE_MARKER in attrs:
+            return "openinference"
+        if any(k in attrs for k in m.OPENLLMETRY_MARKERS) or _has_prefix(attrs, "traceloop."):
+            if any(k in attrs for k in m.OPENLLMETRY_LEGACY_MARKERS) or (
+                "gen_ai.system" in attrs and "gen_ai.provider.name" not in attrs
+            ):
+                return "openllmetry-legacy"
+            return "openllmetry"
+        if "gen_ai.provider.name" in attrs:
+            return "otel-genai"
+        if "gen_ai.system" in attrs:
+            return "otel-genai-legacy"
+        if "gen_ai.operation.name" in attrs or _has_prefix(attrs, "gen_ai."):
+            return "otel-genai"
+        return None
+
+    @staticmethod
+    def _content_fallbacks(attrs: Attrs, events: list[dict[str, Any]], out: dict[str, Any],
+                           lifted: dict[str, str], oi_kind: Any, convention: str | None) -> None:
+        op = out.get("operation")
+        if convention == "openinference":
+            if "input_messages" not in out:
+                msgs = _indexed(attrs, "llm.input_messages.")
+                if msgs:
+                    out["input_messages"] = _dumps([_oi_message(x) for x in msgs])
+            if "output_messages" not in out:
+                msgs = _indexed(attrs, "llm.output_messages.")
+                if msgs:
+                    fr = attrs.get("llm.finish_reason")
+                    out["output_messages"] = _dumps([_oi_message(x, fr) for x in msgs])
+            if "documents" not in out:
+                docs = _oi_documents(attrs, "retrieval.documents.") or _oi_documents(
+                    attrs, "reranker.output_documents.")
+                if docs:
+                    out["documents"] = _dumps(docs)
+            if op == "retrieval" and "retrieval_query" not in out:
+                q = attrs.get("input.value")
+                if isinstance(q, str):
+                    out["retrieval_query"] = q
+            if op == "execute_tool":
+                for col, key in (("tool_arguments", "input.value"),
+                                 ("tool_result", "output.value")):
+                    v = attrs.get(key)
+                    if col not in out and isinstance(v, str) and v:
+                        out[col] = v
+                        lifted[key] = col
+        elif convention in ("openllmetry", "openllmetry-legacy"):
+            if "input_messages" not in out:
+                msgs = _indexed(attrs, "gen_ai.prompt.")
+                if msgs:
+                    out["input_messages"] = _dumps([_legacy_message(x) for x in msgs])
+            if "output_messages" not in out:
+                msgs = _indexed(attrs, "gen_ai.completion.")
+                if msgs:
+                    out["output_messages"] = _dumps([_legacy_message(x) for x in msgs])
+            if op == "execute_tool":
+                if "tool_name" not in out and "traceloop.entity.name" in attrs:
+                    out["tool_name"] = str(attrs["traceloop.entity.name"])
+                for col, key in (("tool_arguments", "traceloop.entity.input"),
+                                 ("tool_result", "traceloop.entity.output")):
+                    v = attrs.get(key)
+                    if col not in out and isinstance(v, str) and v:
+                        out[col] = v
+                        lifted[key] = col
+            if op == "invoke_workflow" and "agent_name" not in out:
+                wf = attrs.get("traceloop.workflow.name")
+                if wf is not None:
+                    out["agent_name"] = str(wf)
+        if events:
+            for ev in events:
+                name = ev.get("name")
+                if name in m.CONTENT_EVENTS:
+                    key, col = m.CONTENT_EVENTS[name]
+                    v = (ev.get("attributes") or {}).get(key)
+                    if v is not None and col not in out:
+                        msgs = _openai_messages(v)
+                        if col == "output_messages" and msgs:
+                            for x in msgs:
+                                x.setdefault("role", "assistant")
+                        out[col] = _dumps(msgs)
+            if "documents" not in out:
+                docs = []
+                for ev in events:
+                    prefix = m.DOCUMENT_EVENTS.get(ev.get("name"))
+                    if prefix:
+                        a = ev.get("attributes") or {}
+                        docs.append(_doc(a.get(f"{prefix}.id"),
+                                         a.get(f"{prefix}.score", a.get(f"{prefix}.distance")),
+                                         a.get(f"{prefix}.document"), a.get(f"{prefix}.metadata")))
+                if docs:
+                    out["documents"] = _dumps(docs)

@@ -1,0 +1,152 @@
+"""Bytes and files -> ExportTraceServiceRequest. Pure functions, no I/O beyond reading files.
+
+OTLP/JSON differs from protobuf's canonical JSON mapping in one way that matters: trace and
+span ids are hex, not base64 (OTLP spec, "JSON Protobuf Encoding"). We convert ids before
+handing the dict to `json_format`, and back again when writing JSON. Unknown fields are
+ignored, as the spec requires of receivers.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import gzip
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import orjson
+from google.protobuf import json_format
+from google.protobuf.message import DecodeError
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+from .errors import BadInput
+
+_ID_FIELDS = ("traceId", "spanId", "parentSpanId")
+
+
+def _hex_to_b64(value: Any, where: str) -> str:
+    if not isinstance(value, str):
+        raise BadInput(f"{where}: expected a hex string, got {type(value).__name__}")
+    try:
+        raw = bytes.fromhex(value)
+    except ValueError:
+        raise BadInput(f"{where}: {value!r} is not hex (OTLP/JSON ids are hex)") from None
+    return base64.b64encode(raw).decode()
+
+
+def _b64_to_hex(value: str) -> str:
+    return base64.b64decode(value).hex()
+
+
+def _convert_ids(obj: dict, conv, where: str) -> None:
+    for f in _ID_FIELDS:
+        if obj.get(f):
+            obj[f] = conv(obj[f], f"{where}.{f}") if conv is _hex_to_b64 else conv(obj[f])
+
+
+def _walk_spans(doc: dict) -> Iterator[tuple[dict, str]]:
+    for i, rs in enumerate(doc.get("resourceSpans") or ()):
+        for j, ss in enumerate(rs.get("scopeSpans") or ()):
+            for k, sp in enumerate(ss.get("spans") or ()):
+                where = f"resourceSpans[{i}].scopeSpans[{j}].spans[{k}]"
+                yield sp, where
+                for m, link in enumerate(sp.get("links") or ()):
+                    yield link, f"{where}.links[{m}]"
+
+
+def request_from_json_obj(doc: Any) -> ExportTraceServiceRequest:
+    """An OTLP/JSON document (already parsed) as a request; raises BadInput with a path."""
+    if not isinstance(doc, dict):
+        raise BadInput(f"expected a JSON object with resourceSpans, got {type(doc).__name__}")
+    if "resourceSpans" not in doc:
+        if "resourceLogs" in doc or "resourceMetrics" in doc:
+            raise BadInput("this is OTLP logs or metrics, not traces (no resourceSpans)")
+        raise BadInput("not an OTLP trace export: no resourceSpans key")
+    for obj, where in _walk_spans(doc):
+        _convert_ids(obj, _hex_to_b64, where)
+    try:
+        return json_format.ParseDict(doc, ExportTraceServiceRequest(), ignore_unknown_fields=True)
+    except json_format.ParseError as e:
+        raise BadInput(f"not valid OTLP/JSON: {e}") from None
+
+
+def request_from_json(data: bytes | str) -> ExportTraceServiceRequest:
+    try:
+        doc = orjson.loads(data)
+    except orjson.JSONDecodeError as e:
+        raise BadInput(f"malformed JSON: {e}") from None
+    return request_from_json_obj(doc)
+
+
+def request_from_protobuf(data: bytes) -> ExportTraceServiceRequest:
+    try:
+        return ExportTraceServiceRequest.FromString(data)
+    except DecodeError as e:
+        raise BadInput(f"malformed protobuf: {e}") from None
+
+
+def request_to_json(req: ExportTraceServiceRequest) -> bytes:
+    """One request as a line of OTLP/JSON, as the OTel Collector's file exporter writes it."""
+    doc = json_format.MessageToDict(req, use_integers_for_enums=True)
+    for obj, _ in _walk_spans(doc):
+        _convert_ids(obj, _b64_to_hex, "")
+    return orjson.dumps(doc)
+
+
+@dataclass
+class FileChunk:
+    """One request read from a file, or the error that line produced."""
+
+    path: str
+    line: int
+    request: ExportTraceServiceRequest | None
+    error: str | None = None
+
+
+def read_file(path: str | Path) -> Iterator[FileChunk]:
+    """Yield every request in an OTLP file: JSON (one request per line or per file) or
+    protobuf, either optionally gzip-compressed. A bad line yields an error chunk and the
+    following lines are still read."""
+    p = str(path)
+    try:
+        data = Path(path).read_bytes()
+    except OSError as e:
+        yield FileChunk(p, 0, None, f"cannot read: {e.strerror or e}")
+        return
+    if data[:2] == b"\x1f\x8b":
+        try:
+            data = gzip.decompress(data)
+        except (OSError, EOFError, binascii.Error) as e:
+            yield FileChunk(p, 0, None, f"broken gzip data: {e}")
+            return
+    head = data.lstrip()[:1]
+    if not data.strip():
+        yield FileChunk(p, 0, None, "file is empty")
+        return
+    if head not in (b"{", b"["):
+        try:
+            yield FileChunk(p, 1, request_from_protobuf(data))
+        except BadInput as e:
+            yield FileChunk(p, 1, None, f"{e} (not JSON either)")
+        return
+    try:  # one JSON document per file (pretty-printed or a single line)
+        doc = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        doc = None
+    if doc is not None:
+        docs = doc if isinstance(doc, list) else [doc]
+        for d in docs:
+            try:
+                yield FileChunk(p, 1, request_from_json_obj(d))
+            except BadInput as e:
+                yield FileChunk(p, 1, None, str(e))
+        return
+    for n, line in enumerate(data.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            yield FileChunk(p, n, request_from_json(line))
+        except BadInput as e:
+            yield FileChunk(p, n, None, str(e))

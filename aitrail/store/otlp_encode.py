@@ -1,0 +1,81 @@
+"""Stored rows -> ExportTraceServiceRequest: the lossless way back out of the store."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import orjson
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+from .anyvalue import dict_to_attrs
+
+
+def _load(text: str | None) -> Any:
+    return orjson.loads(text) if text else None
+
+
+def span_attributes(row: dict[str, Any]) -> dict[str, Any]:
+    """A row's span attributes with lifted values put back in their place."""
+    attrs = _load(row["attributes"]) or {}
+    for key, value in attrs.items():
+        if isinstance(value, dict) and len(value) == 1 and "$col" in value:
+            attrs[key] = row[value["$col"]]
+    return attrs
+
+
+def rows_to_request(rows: Iterable[dict[str, Any]]) -> ExportTraceServiceRequest:
+    req = ExportTraceServiceRequest()
+    resources: dict[tuple, Any] = {}
+    scopes: dict[tuple, Any] = {}
+    for row in rows:
+        rkey = (row["resource_attributes"], row["resource_dropped_attributes_count"],
+                row["resource_schema_url"])
+        rs = resources.get(rkey)
+        if rs is None:
+            rs = resources[rkey] = req.resource_spans.add()
+            dict_to_attrs(_load(row["resource_attributes"]) or {}, rs.resource.attributes)
+            rs.resource.dropped_attributes_count = row["resource_dropped_attributes_count"] or 0
+            rs.schema_url = row["resource_schema_url"] or ""
+        skey = (rkey, row["scope_name"], row["scope_version"], row["scope_attributes"],
+                row["scope_dropped_attributes_count"], row["scope_schema_url"])
+        ss = scopes.get(skey)
+        if ss is None:
+            ss = scopes[skey] = rs.scope_spans.add()
+            ss.scope.name = row["scope_name"] or ""
+            ss.scope.version = row["scope_version"] or ""
+            dict_to_attrs(_load(row["scope_attributes"]) or {}, ss.scope.attributes)
+            ss.scope.dropped_attributes_count = row["scope_dropped_attributes_count"] or 0
+            ss.schema_url = row["scope_schema_url"] or ""
+        sp = ss.spans.add()
+        sp.trace_id = bytes(row["trace_id"])
+        sp.span_id = bytes(row["span_id"])
+        if row["parent_span_id"]:
+            sp.parent_span_id = bytes(row["parent_span_id"])
+        sp.trace_state = row["trace_state"] or ""
+        sp.flags = row["flags"] or 0
+        sp.name = row["name"] or ""
+        sp.kind = row["kind"] or 0
+        sp.start_time_unix_nano = row["start_time_unix_nano"] or 0
+        sp.end_time_unix_nano = row["end_time_unix_nano"] or 0
+        sp.status.code = row["status_code"] or 0
+        sp.status.message = row["status_message"] or ""
+        dict_to_attrs(span_attributes(row), sp.attributes)
+        sp.dropped_attributes_count = row["dropped_attributes_count"] or 0
+        for ev in _load(row["events"]) or ():
+            e = sp.events.add()
+            e.time_unix_nano = ev["time_unix_nano"]
+            e.name = ev["name"]
+            dict_to_attrs(ev["attributes"] or {}, e.attributes)
+            e.dropped_attributes_count = ev["dropped_attributes_count"]
+        sp.dropped_events_count = row["dropped_events_count"] or 0
+        for ln in _load(row["links"]) or ():
+            link = sp.links.add()
+            link.trace_id = bytes.fromhex(ln["trace_id"])
+            link.span_id = bytes.fromhex(ln["span_id"])
+            link.trace_state = ln["trace_state"]
+            dict_to_attrs(ln["attributes"] or {}, link.attributes)
+            link.dropped_attributes_count = ln["dropped_attributes_count"]
+            link.flags = ln["flags"]
+        sp.dropped_links_count = row["dropped_links_count"] or 0
+    return req

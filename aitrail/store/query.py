@@ -1,0 +1,261 @@
+"""The query API over the store: DuckDB views on the Parquet files, read-only.
+
+Used by the CLI and the TUI; nothing outside `store/` writes SQL. Values are bound as
+parameters; identifiers come from allow-lists. The connection may read only the store's
+directory and runs only SELECT statements from users.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from datetime import datetime
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+
+from .errors import BadInput, NotFound, QueryError
+from .schema import SPANS_SCHEMA
+
+DEFAULT_LIMIT = 100
+SQL_TIMEOUT_S = 30.0
+
+# Free-text search looks in these columns.
+TEXT_COLUMNS = ("system_instructions", "input_messages", "output_messages", "documents",
+                "tool_arguments", "tool_result", "retrieval_query")
+# Filters accepted by `search` and `facets`: name -> (SQL on _spans, how to bind the value).
+FILTERS = {
+    "tenant": "tenant = ?",
+    "service": "service_name = ?",
+    "model": "(request_model = ? OR response_model = ?)",
+    "verdict": "policy_verdict = ?",
+    "reviewer": "reviewer = ?",
+    "user": "user_id = ?",
+    "change": "change_id = ?",
+    "ai_kind": "ai_kind = ?",
+    "since": "start_time_unix_nano >= ?",
+    "until": "start_time_unix_nano < ?",
+}
+FACETS = ("service_name", "ai_kind", "request_model", "policy_verdict", "reviewer",
+          "change_id", "user_id", "tenant")
+_ALLOWED_STATEMENTS = {"SELECT", "EXPLAIN"}
+
+
+def parse_trace_id(value: str) -> bytes:
+    v = value.strip().lower()
+    if len(v) != 32 or any(c not in "0123456789abcdef" for c in v):
+        raise BadInput(f"trace id {value!r} must be 32 hexadecimal characters")
+    return bytes.fromhex(v)
+
+
+def _ns(t: datetime | int | None) -> int | None:
+    if t is None or isinstance(t, int):
+        return t
+    return int(t.timestamp() * 1_000_000) * 1000
+
+
+@dataclass
+class Result:
+    columns: list[str]
+    rows: list[dict[str, Any]]
+    truncated: bool = False
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+class Store:
+    """A read-only view of one store directory."""
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root).resolve()
+        self.con = duckdb.connect(":memory:")
+        self.con.execute("SET TimeZone = 'UTC'")
+        self._create_views()
+        root_literal = str(self.root).replace("'", "''")
+        self.con.execute(f"SET allowed_directories = ['{root_literal}']")
+        self.con.execute("SET enable_external_access = false")
+        self.con.execute("SET lock_configuration = true")
+
+    # -- setup -------------------------------------------------------------------------------
+
+    def has_data(self) -> bool:
+        return any((self.root / "spans").glob("tenant=*/date=*/hour=*/*.parquet"))
+
+    def _create_views(self) -> None:
+        if self.has_data():
+            glob = str(self.root / "spans" / "*" / "*" / "*" / "*.parquet").replace("'", "''")
+            self.con.execute(
+                f"CREATE OR REPLACE VIEW _spans AS SELECT * FROM read_parquet('{glob}', "
+                "hive_partitioning = true, union_by_name = true, "
+                "hive_types = {'tenant': VARCHAR, 'date': DATE, 'hour': INTEGER})")
+        else:
+            empty = pa.table({f.name: pa.array([], f.type) for f in SPANS_SCHEMA})
+            self.con.register("_empty_spans", empty)
+            self.con.execute(
+                "CREATE OR REPLACE VIEW _spans AS SELECT *, CAST(NULL AS VARCHAR) AS tenant, "
+                "CAST(NULL AS DATE) AS date, CAST(NULL AS INTEGER) AS hour FROM _empty_spans")
+        views = resources.files("aitrail.store").joinpath("sql/views.sql").read_text()
+        self.con.execute(views)
+
+    def close(self) -> None:
+        self.con.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- helpers -----------------------------------------------------------------------------
+
+    def _fetch(self, sql: str, params: list[Any] | None = None) -> Result:
+        try:
+            cur = self.con.execute(sql, params or [])
+        except duckdb.Error as e:
+            raise QueryError(str(e).splitlines()[0]) from None
+        cols = [d[0] for d in cur.description]
+        return Result(cols, [dict(zip(cols, r, strict=True)) for r in cur.fetchall()])
+
+    @staticmethod
+    def _where(filters: dict[str, Any]) -> tuple[str, list[Any]]:
+        clauses, params = [], []
+        for key, value in filters.items():
+            if value is None or value == "":
+                continue
+            if key == "text":
+                like = " OR ".join(f"contains(lower({c}), ?)" for c in TEXT_COLUMNS)
+                clauses.append(f"({like})")
+                params += [str(value).lower()] * len(TEXT_COLUMNS)
+                continue
+            if key not in FILTERS:
+                raise BadInput(f"unknown filter {key!r}; use one of: "
+                               f"{', '.join([*FILTERS, 'text'])}")
+            sql = FILTERS[key]
+            if key in ("since", "until"):
+                value = _ns(value)
+            clauses.append(sql)
+            params += [value] * sql.count("?")
+        return (" AND ".join(clauses) or "TRUE"), params
+
+    # -- the API -----------------------------------------------------------------------------
+
+    def sql(self, query: str, limit: int | None = 1000,
+            timeout_s: float = SQL_TIMEOUT_S) -> Result:
+        """Run one read-only SELECT; `truncated` says whether rows were left out."""
+        try:
+            statements = self.con.extract_statements(query)
+        except duckdb.Error as e:
+            raise QueryError(str(e).splitlines()[0]) from None
+        if len(statements) != 1:
+            raise QueryError(f"expected exactly one statement, got {len(statements)}")
+        kind = statements[0].type.name
+        if kind not in _ALLOWED_STATEMENTS:
+            raise QueryError(f"read-only: {kind} statements are not allowed, only SELECT")
+        timer = threading.Timer(timeout_s, self.con.interrupt)
+        timer.start()
+        try:
+            cur = self.con.execute(query)
+            cols = [d[0] for d in cur.description]
+            rows = cur.fetchmany(limit + 1) if limit is not None else cur.fetchall()
+        except duckdb.InterruptException:
+            raise QueryError(f"query took longer than {timeout_s:g} s and was stopped") from None
+        except duckdb.Error as e:
+            raise QueryError(str(e).splitlines()[0]) from None
+        finally:
+            timer.cancel()
+        truncated = limit is not None and len(rows) > limit
+        rows = rows[:limit] if limit is not None else rows
+        return Result(cols, [dict(zip(cols, r, strict=True)) for r in rows], truncated)
+
+    def trace(self, trace_id: str, tenant: str | None = None) -> Result:
+        """Every span of one trace, by start time (the public `spans` columns)."""
+        tid = parse_trace_id(trace_id)
+        where, params = "_spans.trace_id = ?", [tid]
+        if tenant:
+            where += " AND _spans.tenant = ?"
+            params.append(tenant)
+        res = self._fetch(
+            "SELECT s.* FROM spans s JOIN (SELECT tenant, span_id, trace_id, "
+            "start_time_unix_nano FROM _spans WHERE " + where + ") k "
+            "ON s.tenant = k.tenant AND s.trace_id = lower(hex(k.trace_id)) "
+            "AND s.span_id = lower(hex(k.span_id)) ORDER BY s.start_time, s.span_id", params)
+        if not res.rows:
+            raise NotFound(f"no trace {trace_id} in {self.root}")
+        return res
+
+    def raw_trace(self, trace_id: str, tenant: str | None = None) -> list[dict[str, Any]]:
+        """The stored rows of one trace (binary ids, raw columns), for lossless export."""
+        tid = parse_trace_id(trace_id)
+        sql = "SELECT * EXCLUDE (date, hour) FROM _spans WHERE trace_id = ?"
+        params: list[Any] = [tid]
+        if tenant:
+            sql += " AND tenant = ?"
+            params.append(tenant)
+        rows = self._fetch(sql + " ORDER BY start_time_unix_nano, span_id", params).rows
+        if not rows:
+            raise NotFound(f"no trace {trace_id} in {self.root}")
+        return rows
+
+    def raw_rows(self) -> list[dict[str, Any]]:
+        """Every stored row (for tests and small stores; the CLI never calls this)."""
+        return self._fetch("SELECT * EXCLUDE (date, hour) FROM _spans "
+                           "ORDER BY tenant, trace_id, span_id").rows
+
+    def search(self, limit: int = DEFAULT_LIMIT, **filters: Any) -> Result:
+        """Traces with at least one span matching every filter, newest first."""
+        where, params = self._where(filters)
+        res = self._fetch(
+            "SELECT tenant, lower(hex(trace_id)) AS trace_id, "
+            "make_timestamp(CAST(min(start_time_unix_nano) // 1000 AS BIGINT))::TIMESTAMPTZ "
+            "AS start_time, "
+            "arg_min(name, start_time_unix_nano) AS first_span, count(*) AS matching_spans, "
+            "list(DISTINCT service_name) FILTER (WHERE service_name IS NOT NULL) AS services, "
+            "list(DISTINCT coalesce(response_model, request_model)) FILTER "
+            "(WHERE coalesce(response_model, request_model) IS NOT NULL) AS models, "
+            "list(DISTINCT policy_verdict) FILTER (WHERE policy_verdict IS NOT NULL) "
+            "AS verdicts, "
+            "list(DISTINCT change_id) FILTER (WHERE change_id IS NOT NULL) AS changes, "
+            "count(*) FILTER (WHERE status_code = 2) AS errors "
+            f"FROM _spans WHERE {where} GROUP BY tenant, trace_id "
+            "ORDER BY min(start_time_unix_nano) DESC, trace_id LIMIT ?",
+            [*params, limit + 1])
+        res.truncated = len(res.rows) > limit
+        res.rows = res.rows[:limit]
+        return res
+
+    def facets(self, top: int = 10, **filters: Any) -> dict[str, list[tuple[Any, int]]]:
+        """Counts of spans per value of each facet column, under the same filters."""
+        where, params = self._where(filters)
+        out = {}
+        for col in FACETS:
+            rows = self._fetch(
+                f"SELECT {col} AS value, count(*) AS n FROM _spans WHERE {where} "
+                f"AND {col} IS NOT NULL GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT ?",
+                [*params, top]).rows
+            out[col] = [(r["value"], r["n"]) for r in rows]
+        return out
+
+    def changes(self, limit: int = DEFAULT_LIMIT) -> Result:
+        res = self._fetch("SELECT * FROM changes ORDER BY first_seen DESC, change_id LIMIT ?",
+                          [limit + 1])
+        res.truncated = len(res.rows) > limit
+        res.rows = res.rows[:limit]
+        return res
+
+    def change_spans(self, change_id: str, tenant: str | None = None) -> Result:
+        """Every span of every trace that touched the change, in time order."""
+        params: list[Any] = [change_id]
+        tenant_sql = ""
+        if tenant:
+            tenant_sql = " AND tenant = ?"
+            params.append(tenant)
+        res = self._fetch(
+            "SELECT s.* FROM spans s WHERE (s.tenant, s.trace_id) IN ("
+            "SELECT tenant, lower(hex(trace_id)) FROM _spans WHERE change_id = ?"
+            + tenant_sql + ") ORDER BY s.start_time, s.trace_id, s.span_id", params)
+        if not res.rows:
+            raise NotFound(f"no change {change_id!r} in {self.root}; "
+                           "`aitrail changes` lists the known ones")
+        return res

@@ -1,0 +1,119 @@
+"""The one definition of the on-disk `spans` record.
+
+Every Parquet file carries SCHEMA_VERSION and NORMALIZER_VERSION in its key-value metadata.
+The generic columns hold everything OTLP carried (lossless); the audit columns are derived by
+`normalize.py` and can be recomputed with `aitrail reindex`.
+
+Attribute maps (resource, scope, span, event, link) are JSON objects whose values keep their
+OTLP types (see `anyvalue.py`). Long content columns hold JSON text without dictionary
+encoding: performance.md measured dictionary pages on ids and text as the main cost of a
+single-trace fetch.
+"""
+
+from __future__ import annotations
+
+import pyarrow as pa
+
+SCHEMA_VERSION = 1
+NORMALIZER_VERSION = 1
+
+_str = pa.string()
+
+GENERIC_FIELDS: list[pa.Field] = [
+    pa.field("trace_id", pa.binary(16), nullable=False),
+    pa.field("span_id", pa.binary(8), nullable=False),
+    pa.field("parent_span_id", pa.binary(8)),
+    pa.field("trace_state", _str),
+    pa.field("flags", pa.uint32()),
+    pa.field("name", _str),
+    pa.field("kind", pa.int8()),
+    pa.field("start_time_unix_nano", pa.uint64()),
+    pa.field("end_time_unix_nano", pa.uint64()),
+    pa.field("status_code", pa.int8()),
+    pa.field("status_message", _str),
+    pa.field("service_name", _str),
+    pa.field("resource_attributes", _str),
+    pa.field("resource_dropped_attributes_count", pa.uint32()),
+    pa.field("resource_schema_url", _str),
+    pa.field("scope_name", _str),
+    pa.field("scope_version", _str),
+    pa.field("scope_attributes", _str),
+    pa.field("scope_dropped_attributes_count", pa.uint32()),
+    pa.field("scope_schema_url", _str),
+    pa.field("attributes", _str),
+    pa.field("dropped_attributes_count", pa.uint32()),
+    pa.field("events", _str),
+    pa.field("dropped_events_count", pa.uint32()),
+    pa.field("links", _str),
+    pa.field("dropped_links_count", pa.uint32()),
+]
+
+# Audit columns: (name, type). Order is the order of the public `spans` view.
+AUDIT_COLUMNS: list[tuple[str, pa.DataType]] = [
+    ("ai_kind", _str),
+    ("source_convention", _str),
+    ("normalizer_version", pa.uint16()),
+    ("operation", _str),
+    ("provider", _str),
+    ("request_model", _str),
+    ("response_model", _str),
+    ("input_tokens", pa.int64()),
+    ("output_tokens", pa.int64()),
+    ("system_instructions", _str),
+    ("input_messages", _str),
+    ("output_messages", _str),
+    ("tool_name", _str),
+    ("tool_call_id", _str),
+    ("tool_arguments", _str),
+    ("tool_result", _str),
+    ("retrieval_query", _str),
+    ("data_source", _str),
+    ("documents", _str),
+    ("user_id", _str),
+    ("session_id", _str),
+    ("agent_name", _str),
+    ("decisions", _str),
+    ("policy_id", _str),
+    ("policy_version", _str),
+    ("policy_verdict", _str),
+    ("review_required", pa.bool_()),
+    ("reviewer", _str),
+    ("review_decision", _str),
+    ("change_id", _str),
+    ("change_kind", _str),
+    ("change_action", _str),
+    ("change_target", _str),
+    ("change_url", _str),
+    ("feature_flags", _str),
+    ("deployment_environment", _str),
+    ("error_type", _str),
+]
+AUDIT_NAMES = [n for n, _ in AUDIT_COLUMNS]
+
+# Content columns that may hold an attribute's string verbatim. The attribute is then stored
+# once: in `attributes` its value becomes the placeholder {"$col": "<column>"} (see anyvalue.py).
+LIFTABLE = frozenset(
+    {"system_instructions", "input_messages", "output_messages", "tool_arguments",
+     "tool_result", "documents"}
+)
+
+SPANS_SCHEMA = pa.schema(GENERIC_FIELDS + [pa.field(n, t) for n, t in AUDIT_COLUMNS])
+COLUMN_NAMES = SPANS_SCHEMA.names
+
+# Low-cardinality columns keep dictionary encoding; ids and long text do not.
+DICTIONARY_COLUMNS = [
+    "trace_state", "name", "kind", "status_code", "service_name", "resource_attributes",
+    "resource_schema_url", "scope_name", "scope_version", "scope_attributes", "scope_schema_url",
+    "ai_kind", "source_convention", "normalizer_version", "operation", "provider",
+    "request_model", "response_model", "tool_name", "data_source", "agent_name", "policy_id",
+    "policy_version", "policy_verdict", "reviewer", "review_decision", "change_id",
+    "change_kind", "change_action", "change_target", "deployment_environment", "error_type",
+]
+
+# Hive partition keys: a partition value is part of the path, not of the file.
+PARTITION_KEYS = ("tenant", "date", "hour")
+
+FILE_METADATA = {
+    b"aitrail.schema_version": str(SCHEMA_VERSION).encode(),
+    b"aitrail.normalizer_version": str(NORMALIZER_VERSION).encode(),
+}

@@ -1,0 +1,135 @@
+-- The public views: a contract documented in docs/schema.md. `_spans` is the raw table
+-- (binary ids, nanosecond integers, attribute placeholders) and is created by query.py.
+
+CREATE OR REPLACE VIEW spans AS
+SELECT
+    tenant,
+    lower(hex(trace_id)) AS trace_id,
+    lower(hex(span_id)) AS span_id,
+    lower(hex(parent_span_id)) AS parent_span_id,
+    name,
+    CASE kind WHEN 0 THEN 'unspecified' WHEN 1 THEN 'internal' WHEN 2 THEN 'server'
+        WHEN 3 THEN 'client' WHEN 4 THEN 'producer' WHEN 5 THEN 'consumer'
+        ELSE CAST(kind AS VARCHAR) END AS kind,
+    service_name,
+    make_timestamp(CAST(start_time_unix_nano // 1000 AS BIGINT))::TIMESTAMPTZ AS start_time,
+    make_timestamp(CAST(end_time_unix_nano // 1000 AS BIGINT))::TIMESTAMPTZ AS end_time,
+    (CAST(end_time_unix_nano AS HUGEINT) - start_time_unix_nano) / 1e6 AS duration_ms,
+    CASE status_code WHEN 0 THEN 'unset' WHEN 1 THEN 'ok' WHEN 2 THEN 'error'
+        ELSE CAST(status_code AS VARCHAR) END AS status_code,
+    status_message,
+    scope_name,
+    scope_version,
+    resource_attributes AS resource,
+    CASE WHEN contains(attributes, '{"$col":') THEN
+        replace(replace(replace(replace(replace(replace(attributes,
+            '{"$col":"system_instructions"}', coalesce(to_json(system_instructions)::VARCHAR, 'null')),
+            '{"$col":"input_messages"}', coalesce(to_json(input_messages)::VARCHAR, 'null')),
+            '{"$col":"output_messages"}', coalesce(to_json(output_messages)::VARCHAR, 'null')),
+            '{"$col":"tool_arguments"}', coalesce(to_json(tool_arguments)::VARCHAR, 'null')),
+            '{"$col":"tool_result"}', coalesce(to_json(tool_result)::VARCHAR, 'null')),
+            '{"$col":"documents"}', coalesce(to_json(documents)::VARCHAR, 'null'))
+        ELSE attributes END AS attributes,
+    events,
+    links,
+    ai_kind,
+    source_convention,
+    normalizer_version,
+    operation,
+    provider,
+    request_model,
+    response_model,
+    input_tokens,
+    output_tokens,
+    system_instructions,
+    input_messages,
+    output_messages,
+    tool_name,
+    tool_call_id,
+    tool_arguments,
+    tool_result,
+    retrieval_query,
+    data_source,
+    documents,
+    user_id,
+    session_id,
+    agent_name,
+    decisions,
+    policy_id,
+    policy_version,
+    policy_verdict,
+    review_required,
+    reviewer,
+    review_decision,
+    change_id,
+    change_kind,
+    change_action,
+    change_target,
+    change_url,
+    feature_flags,
+    deployment_environment,
+    error_type
+FROM _spans;
+
+CREATE OR REPLACE VIEW ai_calls AS
+SELECT * FROM spans WHERE ai_kind IN ('llm', 'embedding');
+
+CREATE OR REPLACE VIEW documents AS
+WITH d AS (
+    SELECT tenant, trace_id, span_id, service_name, start_time, data_source,
+        unnest(range(1, json_array_length(documents)::BIGINT + 1)) AS rank,
+        unnest(from_json(documents, '["JSON"]')) AS doc
+    FROM spans
+    WHERE documents IS NOT NULL AND json_valid(documents) AND json_type(documents) = 'ARRAY'
+)
+SELECT tenant, trace_id, span_id, service_name, start_time,
+    CAST(rank AS INTEGER) AS rank,
+    doc->>'id' AS document_id,
+    coalesce(doc->>'source', doc->'metadata'->>'source', doc->>'uri',
+             doc->'metadata'->>'url', data_source) AS source,
+    TRY_CAST(doc->>'score' AS DOUBLE) AS score,
+    doc->>'content' AS content,
+    sha256(doc->>'content') AS content_sha256,
+    doc->'metadata' AS metadata
+FROM d;
+
+CREATE OR REPLACE VIEW decisions AS
+WITH d AS (
+    SELECT tenant, trace_id, span_id, service_name, start_time, change_id,
+        unnest(range(1, json_array_length(decisions)::BIGINT + 1)) AS position,
+        unnest(from_json(decisions, '["JSON"]')) AS dec
+    FROM spans
+    WHERE decisions IS NOT NULL
+)
+SELECT tenant, trace_id, span_id, service_name, start_time, change_id,
+    CAST(position AS INTEGER) AS position,
+    dec->>'kind' AS kind,
+    dec->>'source' AS source,
+    dec->>'component' AS component,
+    dec->>'policy_id' AS policy_id,
+    dec->>'policy_version' AS policy_version,
+    dec->>'rule' AS rule,
+    dec->>'verdict' AS verdict,
+    dec->>'native_verdict' AS native_verdict,
+    dec->>'action' AS action,
+    dec->>'reason' AS reason,
+    dec->>'actor' AS actor
+FROM d;
+
+CREATE OR REPLACE VIEW changes AS
+SELECT tenant, change_id,
+    list(DISTINCT change_kind ORDER BY change_kind) FILTER (WHERE change_kind IS NOT NULL) AS kinds,
+    list(DISTINCT change_action ORDER BY change_action) FILTER (WHERE change_action IS NOT NULL) AS actions,
+    list(DISTINCT change_target ORDER BY change_target) FILTER (WHERE change_target IS NOT NULL) AS targets,
+    list(DISTINCT trace_id ORDER BY trace_id) AS traces,
+    list(DISTINCT service_name ORDER BY service_name) FILTER (WHERE service_name IS NOT NULL) AS services,
+    min(start_time) AS first_seen,
+    max(end_time) AS last_seen,
+    list(DISTINCT policy_verdict ORDER BY policy_verdict) FILTER (WHERE policy_verdict IS NOT NULL) AS verdicts,
+    list(DISTINCT reviewer ORDER BY reviewer) FILTER (WHERE reviewer IS NOT NULL) AS reviewers,
+    list(DISTINCT review_decision ORDER BY review_decision) FILTER (WHERE review_decision IS NOT NULL) AS review_decisions,
+    count(*) FILTER (WHERE status_code = 'error') AS errors,
+    count(*) AS spans
+FROM spans
+WHERE change_id IS NOT NULL
+GROUP BY tenant, change_id;
