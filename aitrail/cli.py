@@ -13,7 +13,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from . import __version__
-from .output import print_rows, to_json
+from .output import embed_json, print_rows, to_json
 
 EXIT_OK, EXIT_REJECTED, EXIT_USAGE, EXIT_NOT_FOUND, EXIT_QUERY = 0, 1, 2, 3, 4
 
@@ -191,7 +191,7 @@ def _open(root: Path):
 def cmd_sql(args, root: Path, _config) -> int:
     with _open(root) as st:
         res = st.sql(args.query, limit=args.limit)
-    print_rows(res.columns, res.rows, args.format, res.truncated)
+    print_rows(res.columns, res.rows, args.format, res.truncated, json_columns=res.json_columns)
     return EXIT_OK
 
 
@@ -202,7 +202,7 @@ def cmd_traces(args, root: Path, _config) -> int:
                "since": args.since, "until": args.until}
     with _open(root) as st:
         res = st.search(limit=args.limit, **filters)
-    print_rows(res.columns, res.rows, args.format, res.truncated)
+    print_rows(res.columns, res.rows, args.format, res.truncated, json_columns=res.json_columns)
     return EXIT_OK
 
 
@@ -234,7 +234,7 @@ def cmd_show(args, root: Path, _config) -> int:
             return EXIT_OK
         res = st.trace(args.trace_id, args.tenant)
     if args.format == "json":
-        print(to_json(res.rows))
+        print(to_json(embed_json(res.rows, res.json_columns)))
         return EXIT_OK
     t0 = min(r["start_time"] for r in res.rows)
     table = []

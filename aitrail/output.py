@@ -44,8 +44,9 @@ def cell(v: Any, width: int = 60) -> str:
     return s if len(s) <= width else s[: width - 1] + "…"
 
 
-def print_table(columns: list[str], rows: list[dict[str, Any]], out: TextIO = sys.stdout,
+def print_table(columns: list[str], rows: list[dict[str, Any]], out: TextIO | None = None,
                 width: int = 60) -> None:
+    out = out or sys.stdout
     cells = [[cell(r[c], width) for c in columns] for r in rows]
     widths = [max([len(c)] + [len(row[i]) for row in cells]) for i, c in enumerate(columns)]
     out.write("  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True)).rstrip() + "\n")
@@ -55,10 +56,20 @@ def print_table(columns: list[str], rows: list[dict[str, Any]], out: TextIO = sy
                   + "\n")
 
 
+def embed_json(rows: list[dict[str, Any]], json_columns: list[str]) -> list[dict[str, Any]]:
+    """Rows with JSON-typed values parsed, so scripts get nested objects, not strings."""
+    if not json_columns:
+        return rows
+    return [{k: (orjson.loads(v) if k in json_columns and isinstance(v, str) else v)
+             for k, v in r.items()} for r in rows]
+
+
 def print_rows(columns: list[str], rows: list[dict[str, Any]], fmt: str,
-               truncated: bool = False, out: TextIO = sys.stdout) -> None:
+               truncated: bool = False, out: TextIO | None = None,
+               json_columns: list[str] | None = None) -> None:
+    out = out or sys.stdout
     if fmt == "json":
-        out.write(to_json(rows) + "\n")
+        out.write(to_json(embed_json(rows, json_columns or [])) + "\n")
     else:
         print_table(columns, rows, out)
         note = f"({len(rows)} row{'s' if len(rows) != 1 else ''}"

@@ -4,7 +4,8 @@ Plain JSON already tells string, bool, int (orjson keeps 64-bit ints exact) and 
 (orjson writes 1.0, not 1) apart. What JSON cannot say is tagged with a one-key object:
 
 - bytes                 -> {"$bytes": "<base64>"}
-- NaN / +-Infinity      -> {"$double": "NaN" | "Infinity" | "-Infinity"}
+- NaN / +-Infinity      -> {"$double": "NaN" | "Infinity" | "-Infinity"}, or the IEEE bits
+                           as "0x7ff8..." for a NaN other than the usual one (sign, payload)
 - a kvlist with a key starting with "$", or with repeated keys
                         -> {"$kvlist": [[key, value], ...]}
 - an empty AnyValue     -> null
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import base64
 import math
+import struct
 from collections.abc import Iterable
 from typing import Any
 
@@ -27,10 +29,22 @@ from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 _SPECIAL_DOUBLES = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
 
 
+_CANONICAL_NAN = struct.pack(">d", math.nan)
+
+
 def _double(x: float) -> Any:
     if math.isfinite(x):
         return x
-    return {"$double": "NaN" if math.isnan(x) else ("Infinity" if x > 0 else "-Infinity")}
+    if math.isnan(x):
+        bits = struct.pack(">d", x)
+        return {"$double": "NaN" if bits == _CANONICAL_NAN else "0x" + bits.hex()}
+    return {"$double": "Infinity" if x > 0 else "-Infinity"}
+
+
+def _special_double(text: str) -> float:
+    if text.startswith("0x"):
+        return struct.unpack(">d", bytes.fromhex(text[2:]))[0]
+    return _SPECIAL_DOUBLES[text]
 
 
 def to_py(v: AnyValue) -> Any:
@@ -104,7 +118,7 @@ def from_py(x: Any, out: AnyValue | None = None) -> AnyValue:
                 v.bytes_value = base64.b64decode(payload)
                 return v
             if tag == "$double":
-                v.double_value = _SPECIAL_DOUBLES[payload]
+                v.double_value = _special_double(payload)
                 return v
             if tag == "$kvlist":
                 kvl = v.kvlist_value

@@ -13,8 +13,8 @@ SCALAR_RULES: dict[str, tuple[str, ...]] = {
     "operation": ("gen_ai.operation.name",),
     "provider": ("gen_ai.provider.name", "llm.provider", "gen_ai.system", "llm.system"),
     "request_model": (
-        "gen_ai.request.model", "llm.request.model_name", "llm.model_name",
-        "embedding.model_name", "reranker.model_name",
+        "gen_ai.request.model", "llm.request.model_name", "llm.invocation_parameters.model",
+        "llm.model_name", "embedding.model_name", "reranker.model_name",
     ),
     "response_model": ("gen_ai.response.model", "llm.response.model_name", "llm.model_name"),
     "input_tokens": (
@@ -48,6 +48,24 @@ SCALAR_RULES: dict[str, tuple[str, ...]] = {
     "error_type": ("error.type", "exception.type"),
 }
 
+# Per-convention replacements of SCALAR_RULES entries. OpenInference's GenAI dual-writer fills
+# gen_ai.request.model from llm.model_name, i.e. the *served* model (conventions.md 7.4), so on
+# OpenInference spans the requested model is read from OpenInference's own keys first (6.3).
+CONVENTION_SCALAR_RULES: dict[str, dict[str, tuple[str, ...]]] = {
+    "openinference": {
+        "request_model": (
+            "llm.request.model_name", "llm.invocation_parameters.model", "llm.model_name",
+            "embedding.model_name", "reranker.model_name", "gen_ai.request.model",
+        ),
+    },
+}
+
+# Keys that name a member of a JSON-string attribute: key -> (attribute, member).
+# OpenInference puts every request parameter in one JSON string (conventions.md 2.2).
+JSON_MEMBER_KEYS: dict[str, tuple[str, str]] = {
+    "llm.invocation_parameters.model": ("llm.invocation_parameters", "model"),
+}
+
 # Content columns whose value may be a string attribute taken verbatim (and then "lifted").
 CONTENT_RULES: dict[str, tuple[str, ...]] = {
     "system_instructions": ("gen_ai.system_instructions",),
@@ -71,6 +89,9 @@ OPENLLMETRY_MARKERS = (
     "traceloop.span.kind", "traceloop.entity.name", "traceloop.workflow.name",
     "llm.request.type", "gen_ai.prompt.0.role", "gen_ai.prompt.0.content",
     "gen_ai.completion.0.role", "gen_ai.completion.0.content", "llm.usage.total_tokens",
+    # impl-only names that tell current OpenLLMetry LLM spans from OTel's (conventions.md 6.1
+    # rule 3, 3.2); both conventions otherwise share gen_ai.provider.name.
+    "gen_ai.usage.total_tokens", "gen_ai.is_streaming",
 )
 OPENLLMETRY_LEGACY_MARKERS = ("gen_ai.prompt.0.role", "gen_ai.prompt.0.content",
                               "gen_ai.completion.0.role", "gen_ai.completion.0.content",
@@ -125,12 +146,14 @@ DECISION_SOURCES: list[dict[str, object]] = [
         "policy_id": "gen_ai.guardrail.policy.id",
         "policy_version": "gen_ai.guardrail.policy.version",
         "rule": "gen_ai.guardrail.policy.rule.id",
+        "stage": "gen_ai.guardrail.source", "native_type": "gen_ai.guardrail.result.type",
         "native_verdict": "gen_ai.guardrail.result.value",
         "reason": "gen_ai.guardrail.result.reason",
         "category": "gen_ai.guardrail.risk.category", "score": "gen_ai.guardrail.risk.score"}},
     {"kind": "guardrail", "source": "gen_ai.guardrail.security", "fields": {
         "policy_id": "gen_ai.guardrail.security.policy.id",
         "rule": "gen_ai.guardrail.security.policy.rule.id",
+        "stage": "gen_ai.guardrail.target.type",
         "native_verdict": "gen_ai.guardrail.verdict.type",
         "action": "gen_ai.guardrail.action.type",
         "reason": "gen_ai.guardrail.verdict.reason"}},
@@ -176,10 +199,21 @@ FLAG_FIELDS = {
 }
 FLAG_EVENT = "feature_flag.evaluation"
 
-# Span-event forms of content (OTel GenAI <= 1.27).
-CONTENT_EVENTS = {
-    "gen_ai.content.prompt": ("gen_ai.prompt", "input_messages"),
-    "gen_ai.content.completion": ("gen_ai.completion", "output_messages"),
+# Span-event forms of content (OTel GenAI <= 1.27): event -> (attribute, column, role given to
+# a message that names none). A completion is the model's by definition; a bare prompt string
+# does not say whose it is.
+CONTENT_EVENTS: dict[str, tuple[str, str, str | None]] = {
+    "gen_ai.content.prompt": ("gen_ai.prompt", "input_messages", None),
+    "gen_ai.content.completion": ("gen_ai.completion", "output_messages", "assistant"),
 }
-# OpenLLMetry vector-DB result events.
+# OpenLLMetry vector-DB result events: event -> attribute prefix (conventions.md 3.5). Their
+# spans (`chroma.query`, `pinecone.query`) carry no operation name, so documents found this
+# way make the span a retrieval.
 DOCUMENT_EVENTS = {"db.query.result": "db.query.result", "db.search.result": "db.search.result"}
+DOCUMENT_EVENT_OPERATION = "retrieval"
+
+# Span events that identify the convention when no attribute does.
+EVENT_CONVENTIONS = {
+    "db.query.result": "openllmetry", "db.search.result": "openllmetry",
+    "gen_ai.content.prompt": "otel-genai-legacy", "gen_ai.content.completion": "otel-genai-legacy",
+}

@@ -39,6 +39,12 @@ def _indexed(attrs: Attrs, prefix: str) -> list[dict[str, Any]]:
     return [groups[i] for i in sorted(groups)]
 
 
+def _json_member(attrs: Attrs, key: str, member: str) -> Any:
+    """A member of a JSON-object string attribute (None when absent or not JSON)."""
+    obj = _json_lenient(attrs.get(key))
+    return obj.get(member) if isinstance(obj, dict) else None
+
+
 def _has_prefix(attrs: Attrs, prefix: str) -> bool:
     return any(k.startswith(prefix) for k in attrs)
 
@@ -141,8 +147,12 @@ def _openai_messages(value: Any) -> list[dict[str, Any]] | None:
         parts: list[dict[str, Any]] = []
         if msg.get("content") is not None:
             parts.append({"type": "text", "content": msg["content"]})
-        for tc in msg.get("tool_calls") or ():
-            fn = tc.get("function") or {}
+        tool_calls = msg.get("tool_calls")
+        for tc in tool_calls if isinstance(tool_calls, list) else ():
+            if not isinstance(tc, dict):  # hand-written payloads: skip, never raise
+                continue
+            fn = tc.get("function")
+            fn = fn if isinstance(fn, dict) else {}
             parts.append(_tool_call_part(tc.get("id"), fn.get("name"), fn.get("arguments")))
         o: dict[str, Any] = {"role": msg.get("role"), "parts": parts}
         if item.get("finish_reason") is not None:
@@ -154,10 +164,13 @@ def _openai_messages(value: Any) -> list[dict[str, Any]] | None:
 # -- documents -------------------------------------------------------------------------------
 
 
-def _doc(id_: Any, score: Any, content: Any, metadata: Any, uri: Any = None) -> dict[str, Any]:
+def _doc(id_: Any, score: Any, content: Any, metadata: Any, uri: Any = None,
+         distance: Any = None) -> dict[str, Any]:
     d: dict[str, Any] = {"id": id_}
     if score is not None:
         d["score"] = score
+    if distance is not None:  # smaller is closer: never folded into `score`
+        d["distance"] = distance
     if content is not None:
         d["content"] = content
     meta = _json_lenient(metadata)
@@ -241,6 +254,10 @@ class Normalizer:
         user_mapping = user_mapping or {}
         self.scalar_rules = {c: tuple(user_mapping.get(c, ())) + keys
                              for c, keys in m.SCALAR_RULES.items()}
+        self.convention_scalar_rules = {
+            conv: {**self.scalar_rules,
+                   **{c: tuple(user_mapping.get(c, ())) + keys for c, keys in rules.items()}}
+            for conv, rules in m.CONVENTION_SCALAR_RULES.items()}
         self.content_rules = {c: tuple(user_mapping.get(c, ())) + keys
                               for c, keys in m.CONTENT_RULES.items()}
         self.policy_rules = {c: tuple(user_mapping.get(c, ()))
@@ -252,14 +269,17 @@ class Normalizer:
         content columns ({attribute key: column})."""
         out: dict[str, Any] = {}
         lifted: dict[str, str] = {}
-        convention = self._convention(attrs)
+        convention = self._convention(attrs, events)
         oi_kind = attrs.get(m.OPENINFERENCE_MARKER)
 
-        for col, keys in self.scalar_rules.items():
+        scalar_rules = self.convention_scalar_rules.get(convention, self.scalar_rules)
+        for col, keys in scalar_rules.items():
             for k in keys:
                 v = attrs.get(k)
                 if v is None:
                     v = resource.get(k)
+                if v is None and k in m.JSON_MEMBER_KEYS:
+                    v = _json_member(attrs, *m.JSON_MEMBER_KEYS[k])
                 v = _scalar(v, col) if v is not None else None
                 if v is not None:
                     out[col] = v
@@ -365,7 +385,7 @@ class Normalizer:
         return out, lifted
 
     @staticmethod
-    def _convention(attrs: Attrs) -> str | None:
+    def _convention(attrs: Attrs, events: list[dict[str, Any]]) -> str | None:
         if m.OPENINFERENCE_MARKER in attrs:
             return "openinference"
         if any(k in attrs for k in m.OPENLLMETRY_MARKERS) or _has_prefix(attrs, "traceloop."):
@@ -380,6 +400,10 @@ class Normalizer:
             return "otel-genai-legacy"
         if "gen_ai.operation.name" in attrs or _has_prefix(attrs, "gen_ai."):
             return "otel-genai"
+        for ev in events:
+            conv = m.EVENT_CONVENTIONS.get(ev.get("name"))
+            if conv is not None:
+                return conv
         return None
 
     @staticmethod
@@ -438,13 +462,13 @@ class Normalizer:
             for ev in events:
                 name = ev.get("name")
                 if name in m.CONTENT_EVENTS:
-                    key, col = m.CONTENT_EVENTS[name]
+                    key, col, default_role = m.CONTENT_EVENTS[name]
                     v = (ev.get("attributes") or {}).get(key)
                     if v is not None and col not in out:
-                        msgs = _openai_messages(v)
-                        if col == "output_messages" and msgs:
-                            for x in msgs:
-                                x.setdefault("role", "assistant")
+                        msgs = _openai_messages(v) or []
+                        for x in msgs:
+                            if x.get("role") is None and default_role is not None:
+                                x["role"] = default_role
                         out[col] = _dumps(msgs)
             if "documents" not in out:
                 docs = []
@@ -452,8 +476,9 @@ class Normalizer:
                     prefix = m.DOCUMENT_EVENTS.get(ev.get("name"))
                     if prefix:
                         a = ev.get("attributes") or {}
-                        docs.append(_doc(a.get(f"{prefix}.id"),
-                                         a.get(f"{prefix}.score", a.get(f"{prefix}.distance")),
-                                         a.get(f"{prefix}.document"), a.get(f"{prefix}.metadata")))
+                        docs.append(_doc(a.get(f"{prefix}.id"), a.get(f"{prefix}.score"),
+                                         a.get(f"{prefix}.document"), a.get(f"{prefix}.metadata"),
+                                         distance=a.get(f"{prefix}.distance")))
                 if docs:
                     out["documents"] = _dumps(docs)
+                    out.setdefault("operation", m.DOCUMENT_EVENT_OPERATION)

@@ -57,12 +57,16 @@ def _ns(t: datetime | int | None) -> int | None:
     return int(t.timestamp() * 1_000_000) * 1000
 
 
+def _json_columns(description: list[tuple]) -> list[str]:
+    return [d[0] for d in description if str(d[1]) == "JSON"]
+
+
 @dataclass
 class Result:
     columns: list[str]
     rows: list[dict[str, Any]]
     truncated: bool = False
-    meta: dict[str, Any] = field(default_factory=dict)
+    json_columns: list[str] = field(default_factory=list)  # values are JSON text
 
 
 class Store:
@@ -116,7 +120,8 @@ class Store:
         except duckdb.Error as e:
             raise QueryError(str(e).splitlines()[0]) from None
         cols = [d[0] for d in cur.description]
-        return Result(cols, [dict(zip(cols, r, strict=True)) for r in cur.fetchall()])
+        return Result(cols, [dict(zip(cols, r, strict=True)) for r in cur.fetchall()],
+                      json_columns=_json_columns(cur.description))
 
     @staticmethod
     def _where(filters: dict[str, Any]) -> tuple[str, list[Any]]:
@@ -167,7 +172,8 @@ class Store:
             timer.cancel()
         truncated = limit is not None and len(rows) > limit
         rows = rows[:limit] if limit is not None else rows
-        return Result(cols, [dict(zip(cols, r, strict=True)) for r in rows], truncated)
+        return Result(cols, [dict(zip(cols, r, strict=True)) for r in rows], truncated,
+                      _json_columns(cur.description))
 
     def trace(self, trace_id: str, tenant: str | None = None) -> Result:
         """Every span of one trace, by start time (the public `spans` columns)."""

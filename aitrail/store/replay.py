@@ -159,16 +159,40 @@ def _step_for(row: dict[str, Any]) -> tuple[str, str, list[tuple[str, str]]] | N
     return label, title, d
 
 
+def _drop_repeated_history(details: list[tuple[str, str]], seen: list[tuple[str, str]],
+                           at_step: int) -> list[tuple[str, str]]:
+    """An agent loop resends the whole conversation on every model call; show what is new
+    since the previous call of the same trace and say how much was left out."""
+    convo = [d for d in details if d[0] == "system" or d[0].startswith("in:")]
+    n = 0
+    while n < len(convo) and n < len(seen) and convo[n] == seen[n]:
+        n += 1
+    if n == 0:
+        return details
+    rest = [d for d in details if d not in convo[:n]]
+    return [("context", f"{n} earlier message(s) as in step {at_step}"), *rest]
+
+
 def build_steps(rows: list[dict[str, Any]]) -> list[Step]:
     """Rows of the `spans` view (any order) -> replay steps in time order."""
     rows = sorted(rows, key=lambda r: (r["start_time"], r["trace_id"], r["span_id"]))
     steps: list[Step] = []
     prev: datetime | None = None
+    history: dict[str, tuple[int, list[tuple[str, str]]]] = {}
     for row in rows:
         made = _step_for(row)
         if made is None:
             continue
         label, title, details = made
+        if row.get("ai_kind") == "llm":
+            full = details
+            if row["trace_id"] in history:
+                at, seen = history[row["trace_id"]]
+                details = _drop_repeated_history(details, seen, at)
+            # What the next call would resend: this call's input, then its output.
+            sent = [d for d in full if d[0] == "system" or d[0].startswith("in:")]
+            sent += [("in:" + k[4:], v) for k, v in full if k.startswith("out:")]
+            history[row["trace_id"]] = (len(steps) + 1, sent)
         t = row["start_time"]
         gap = (t - prev).total_seconds() if prev is not None else 0.0
         prev = t

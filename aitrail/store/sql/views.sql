@@ -20,7 +20,7 @@ SELECT
     status_message,
     scope_name,
     scope_version,
-    resource_attributes AS resource,
+    resource_attributes::JSON AS resource,
     CASE WHEN contains(attributes, '{"$col":') THEN
         replace(replace(replace(replace(replace(replace(attributes,
             '{"$col":"system_instructions"}', coalesce(to_json(system_instructions)::VARCHAR, 'null')),
@@ -29,9 +29,9 @@ SELECT
             '{"$col":"tool_arguments"}', coalesce(to_json(tool_arguments)::VARCHAR, 'null')),
             '{"$col":"tool_result"}', coalesce(to_json(tool_result)::VARCHAR, 'null')),
             '{"$col":"documents"}', coalesce(to_json(documents)::VARCHAR, 'null'))
-        ELSE attributes END AS attributes,
-    events,
-    links,
+        ELSE attributes END::JSON AS attributes,
+    events::JSON AS events,
+    links::JSON AS links,
     ai_kind,
     source_convention,
     normalizer_version,
@@ -54,7 +54,7 @@ SELECT
     user_id,
     session_id,
     agent_name,
-    decisions,
+    decisions::JSON AS decisions,
     policy_id,
     policy_version,
     policy_verdict,
@@ -66,7 +66,7 @@ SELECT
     change_action,
     change_target,
     change_url,
-    feature_flags,
+    feature_flags::JSON AS feature_flags,
     deployment_environment,
     error_type
 FROM _spans;
