@@ -18,7 +18,7 @@ import duckdb
 import pyarrow as pa
 
 from .errors import BadInput, NotFound, QueryError
-from .schema import SPANS_SCHEMA
+from .schema import LIFTABLE, SPANS_SCHEMA
 
 DEFAULT_LIMIT = 100
 SQL_TIMEOUT_S = 30.0
@@ -55,6 +55,15 @@ def _ns(t: datetime | int | None) -> int | None:
     if t is None or isinstance(t, int):
         return t
     return int(t.timestamp() * 1_000_000) * 1000
+
+
+def _attributes_expr() -> str:
+    """SQL that puts lifted values back in place of their {"$col": ...} placeholders."""
+    expr = "attributes"
+    for col in sorted(LIFTABLE):
+        expr = (f"replace({expr}, '{{\"$col\":\"{col}\"}}', "
+                f"coalesce(to_json({col})::VARCHAR, 'null'))")
+    return f"CASE WHEN contains(attributes, '{{\"$col\":') THEN {expr} ELSE attributes END"
 
 
 def _json_columns(description: list[tuple]) -> list[str]:
@@ -101,7 +110,7 @@ class Store:
                 "CREATE OR REPLACE VIEW _spans AS SELECT *, CAST(NULL AS VARCHAR) AS tenant, "
                 "CAST(NULL AS DATE) AS date, CAST(NULL AS INTEGER) AS hour FROM _empty_spans")
         views = resources.files("aitrail.store").joinpath("sql/views.sql").read_text()
-        self.con.execute(views)
+        self.con.execute(views.replace("{attributes_expr}", _attributes_expr()))
 
     def close(self) -> None:
         self.con.close()

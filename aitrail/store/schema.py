@@ -90,12 +90,20 @@ AUDIT_COLUMNS: list[tuple[str, pa.DataType]] = [
 ]
 AUDIT_NAMES = [n for n, _ in AUDIT_COLUMNS]
 
-# Content columns that may hold an attribute's string verbatim. The attribute is then stored
-# once: in `attributes` its value becomes the placeholder {"$col": "<column>"} (see anyvalue.py).
-LIFTABLE = frozenset(
+# Audit columns that may hold an attribute's string verbatim. The attribute is then stored
+# once: in `attributes` its value becomes the placeholder {"$col": "<column>"} (anyvalue.py),
+# which the `spans` view and `show --format otlp-json` put back. Storing content twice cost
+# ~10% of bytes per span (benchmarks/ingest_file.py --columns).
+LIFTABLE_CONTENT = frozenset(
     {"system_instructions", "input_messages", "output_messages", "tool_arguments",
-     "tool_result", "documents"}
-)
+     "tool_result", "documents"})
+LIFTABLE = LIFTABLE_CONTENT | frozenset(
+    {"request_model", "response_model", "tool_name", "tool_call_id", "retrieval_query",
+     "data_source", "user_id", "session_id", "agent_name", "reviewer", "change_id",
+     "change_kind", "change_action", "change_target", "change_url", "deployment_environment",
+     "error_type"})
+# A scalar shorter than this stays in place: the placeholder would cost more than it saves.
+LIFT_MIN_CHARS = 24
 
 SPANS_SCHEMA = pa.schema(GENERIC_FIELDS + [pa.field(n, t) for n, t in AUDIT_COLUMNS])
 COLUMN_NAMES = SPANS_SCHEMA.names

@@ -229,7 +229,7 @@ class Case:
     kind: int = INTERNAL
     events: tuple[tuple[str, dict[str, Any]], ...] = ()
     resource: dict[str, Any] = field(default_factory=dict)
-    lifted: dict[str, str] = field(default_factory=dict)  # attribute key -> content column
+    lifted: dict[str, str] = field(default_factory=dict)  # attribute key -> audit column
     mapping: dict[str, list[str]] | None = None  # aitrail.toml [mapping]
 
 
@@ -537,6 +537,8 @@ CASES = [
             "change_action": "open", "change_target": "acme/web",
             "change_url": "https://git.example/pr/1234",
         },
+        # A long scalar taken verbatim is stored once too (schema.LIFT_MIN_CHARS).
+        lifted={"aitrail.change.url": "change_url"},
     ),
     Case(
         "4-vcs-change-id-fallback",
@@ -729,7 +731,7 @@ def test_span_shape_fills_exactly_the_expected_audit_columns(case: Case) -> None
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
-def test_verbatim_content_attributes_are_lifted_into_their_column(case: Case) -> None:
+def test_verbatim_attributes_are_lifted_into_their_column(case: Case) -> None:
     row = ingest(case)
     assert lifted_keys(row) == case.lifted
     for key, col in case.lifted.items():

@@ -21,15 +21,7 @@ SELECT
     scope_name,
     scope_version,
     resource_attributes::JSON AS resource,
-    CASE WHEN contains(attributes, '{"$col":') THEN
-        replace(replace(replace(replace(replace(replace(attributes,
-            '{"$col":"system_instructions"}', coalesce(to_json(system_instructions)::VARCHAR, 'null')),
-            '{"$col":"input_messages"}', coalesce(to_json(input_messages)::VARCHAR, 'null')),
-            '{"$col":"output_messages"}', coalesce(to_json(output_messages)::VARCHAR, 'null')),
-            '{"$col":"tool_arguments"}', coalesce(to_json(tool_arguments)::VARCHAR, 'null')),
-            '{"$col":"tool_result"}', coalesce(to_json(tool_result)::VARCHAR, 'null')),
-            '{"$col":"documents"}', coalesce(to_json(documents)::VARCHAR, 'null'))
-        ELSE attributes END::JSON AS attributes,
+    {attributes_expr}::JSON AS attributes,
     events::JSON AS events,
     links::JSON AS links,
     ai_kind,
