@@ -73,6 +73,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("files", nargs="+", type=Path, metavar="FILE")
     s.add_argument("--tenant", default="default", help="tenant to file the spans under "
                    "(default: default)")
+    s.add_argument("--jobs", type=int, help="worker processes that decode and normalize "
+                   "(default: 1 for inputs under 8 MB, else one per core, at most 4)")
     _add_format(s)
 
     s = sub.add_parser("sql", help="run one read-only SQL query over the views",
@@ -149,11 +151,17 @@ def _progress(enabled: bool):
 
 
 def cmd_ingest(args, root: Path, config) -> int:
-    from .store.ingest import Ingester
-    from .store.normalize import Normalizer
+    from .store.ingest import Ingester, default_jobs
 
+    jobs = args.jobs
+    if jobs is None:
+        size = sum(f.stat().st_size for f in args.files if f.is_file())
+        jobs = default_jobs() if size >= 8 * 1024 * 1024 else 1
+    if jobs < 1:
+        _err("--jobs must be at least 1")
+        return EXIT_USAGE
     try:
-        ing = Ingester(root, args.tenant, Normalizer(config.mapping))
+        ing = Ingester(root, args.tenant, mapping=config.mapping, jobs=jobs)
     except ValueError as e:
         _err(str(e))
         return EXIT_USAGE

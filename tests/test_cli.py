@@ -120,9 +120,10 @@ def test_wrong_id_lengths_are_rejected_per_span_and_the_rest_kept(tmp_path, caps
 
 
 def test_protobuf_files_are_ingested(tmp_path, capsys):
-    from aitrail.store.otlp_decode import read_file
+    from aitrail.store.otlp_decode import decode_payload, read_file
 
-    req = next(read_file(SAMPLES[2])).request
+    payload = next(read_file(SAMPLES[2]))
+    (req,) = decode_payload(payload.kind, payload.data)
     f = tmp_path / "batch.binpb"
     f.write_bytes(req.SerializeToString())
     assert main(["--store", str(tmp_path / "s"), "ingest", str(f), "--format", "json"]) == 0
@@ -186,3 +187,16 @@ def test_help_teaches_the_first_commands():
     assert "aitrail ingest sample_traces" in done.stdout
     for command in ("ingest", "sql", "traces", "show", "replay", "changes", "reindex"):
         assert command in done.stdout
+
+
+def test_parallel_ingest_writes_the_same_rows_as_one_process(tmp_path, capsys):
+    one, two = tmp_path / "one", tmp_path / "two"
+    assert main(["--store", str(one), "ingest", "--jobs", "1", *map(str, SAMPLES)]) == 0
+    assert main(["--store", str(two), "ingest", "--jobs", "2", *map(str, SAMPLES)]) == 0
+    capsys.readouterr()
+    query = "select * from spans order by tenant, trace_id, span_id"
+    assert main(["--store", str(one), "sql", query, "--format", "json"]) == 0
+    rows_one = capsys.readouterr().out
+    assert main(["--store", str(two), "sql", query, "--format", "json"]) == 0
+    assert capsys.readouterr().out == rows_one
+    assert len(json.loads(rows_one)) > 100

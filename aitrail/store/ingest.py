@@ -1,21 +1,37 @@
 """The ingest pipeline shared by `aitrail ingest` and the collector:
-decode -> normalize -> Parquet."""
+decode -> normalize -> Parquet.
+
+Decoding and normalization are Python and hold the GIL. With `jobs > 1` they run in worker
+processes (performance.md: "throughput comes from ... using both cores"), each returning an
+Arrow table; this process sorts and writes them, so a big input still makes one file per
+partition rather than one per worker (small files are what slows queries down). Results are
+merged in submission order: the output does not depend on which worker finished first.
+"""
 
 from __future__ import annotations
 
+import multiprocessing
+import os
+from collections import deque
 from collections.abc import Callable, Iterable
+from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import pyarrow as pa
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
+from .errors import BadInput
 from .normalize import Normalizer
-from .otlp_decode import read_file
+from .otlp_decode import decode_payload, read_file
 from .records import Batch, append_request
 from .writer import ParquetWriter, check_tenant
 
-# Flush to a file every this many spans: bounds memory on big files.
+# Write files every this many spans: bounds memory on big inputs.
 FLUSH_SPANS = 200_000
+# Payload bytes sent to a worker at a time: big enough to amortise pickling, small enough to
+# keep every worker busy on a few MB of input.
+CHUNK_BYTES = 2 * 1024 * 1024
 
 
 @dataclass
@@ -31,16 +47,72 @@ class IngestReport:
         return not self.errors and not self.rejected
 
 
+@dataclass
+class Converted:
+    """What a worker returns for one chunk of payloads."""
+
+    table: pa.Table | None
+    tenants: list[str]
+    hours: list[int]
+    requests: int
+    errors: list[str]
+    rejected: list[str]
+
+
+_worker_normalizers: dict[tuple, Normalizer] = {}
+
+
+def convert_payloads(items: list[tuple[str, str, bytes]], tenant: str,
+                     mapping: dict[str, list[str]] | None) -> Converted:
+    """Decode and normalize (where, kind, data) payloads into one Arrow table."""
+    key = tuple(sorted((k, tuple(v)) for k, v in (mapping or {}).items()))
+    normalizer = _worker_normalizers.get(key)
+    if normalizer is None:
+        normalizer = _worker_normalizers[key] = Normalizer(mapping)
+    batch = Batch()
+    errors: list[str] = []
+    rejected: list[str] = []
+    requests = 0
+    for where, kind, data in items:
+        try:
+            reqs = decode_payload(kind, data)
+        except BadInput as e:
+            errors.append(f"{where}: {e}")
+            continue
+        for req in reqs:
+            before = len(batch.rejected)
+            append_request(batch, req, tenant, normalizer)
+            requests += 1
+            rejected += [f"{where}: {msg}" for msg in batch.rejected[before:]]
+    table = batch.to_table() if len(batch) else None
+    return Converted(table, batch.tenants, batch.hours, requests, errors, rejected)
+
+
+def default_jobs() -> int:
+    return max(1, min(4, os.cpu_count() or 1))
+
+
 class Ingester:
-    """Accumulates requests and writes them as Parquet."""
+    """Turns requests into Parquet files under `root`."""
 
     def __init__(self, root: Path, tenant: str = "default",
-                 normalizer: Normalizer | None = None, writer_id: str | None = None) -> None:
+                 normalizer: Normalizer | None = None, writer_id: str | None = None,
+                 jobs: int = 1, mapping: dict[str, list[str]] | None = None) -> None:
         self.tenant = check_tenant(tenant)
-        self.normalizer = normalizer or Normalizer()
+        self.mapping = mapping
+        self.normalizer = normalizer or Normalizer(mapping)
         self.writer = ParquetWriter(root, writer_id)
         self.batch = Batch()
         self.report = IngestReport()
+        self.jobs = jobs
+        self._pool: ProcessPoolExecutor | None = None
+        self._pending: list[tuple[str, str, bytes]] = []
+        self._pending_bytes = 0
+        self._inflight: deque[Future[Converted]] = deque()
+        self._done: list[Converted] = []
+        self._done_spans = 0
+
+    # -- in-process path (the collector hands over decoded requests) ------------------------
 
     def add(self, req: ExportTraceServiceRequest, where: str = "") -> None:
         before = len(self.batch.rejected)
@@ -49,24 +121,99 @@ class Ingester:
         for msg in self.batch.rejected[before:]:
             self.report.rejected.append(f"{where}: {msg}" if where else msg)
         if len(self.batch) >= FLUSH_SPANS:
-            self.flush()
+            self._write_batch()
 
-    def flush(self) -> None:
+    def _write_batch(self) -> None:
         if len(self.batch):
             self.report.files_written += self.writer.write(self.batch)
             self.report.spans += len(self.batch)
         self.batch = Batch()
 
+    # -- payload path (files; decoded in workers when jobs > 1) ------------------------------
+
+    def add_payload(self, where: str, kind: str, data: bytes) -> None:
+        """One undecoded request (see otlp_decode.read_file)."""
+        if self.jobs <= 1:
+            try:
+                reqs = decode_payload(kind, data)
+            except BadInput as e:
+                self.report.errors.append(f"{where}: {e}")
+                return
+            for req in reqs:
+                self.add(req, where)
+            return
+        self._pending.append((where, kind, data))
+        self._pending_bytes += len(data)
+        if self._pending_bytes >= CHUNK_BYTES:
+            self._submit()
+
+    def _submit(self) -> None:
+        if not self._pending:
+            return
+        if self._pool is None:
+            # forkserver: workers never fork() a parent that may be running threads.
+            ctx = multiprocessing.get_context("forkserver" if os.name == "posix" else "spawn")
+            self._pool = ProcessPoolExecutor(self.jobs, mp_context=ctx)
+        self._inflight.append(self._pool.submit(
+            convert_payloads, self._pending, self.tenant, self.mapping))
+        self._pending, self._pending_bytes = [], 0
+        while len(self._inflight) > 2 * self.jobs:  # bound memory: wait for the oldest
+            self._collect(self._inflight.popleft().result())
+
+    def _collect(self, c: Converted) -> None:
+        self.report.requests += c.requests
+        self.report.errors += c.errors
+        self.report.rejected += c.rejected
+        if c.table is not None:
+            self._done.append(c)
+            self._done_spans += c.table.num_rows
+        if self._done_spans >= FLUSH_SPANS:
+            self._write_done()
+
+    def _write_done(self) -> None:
+        if not self._done:
+            return
+        table = pa.concat_tables([c.table for c in self._done if c.table is not None])
+        tenants = [t for c in self._done for t in c.tenants]
+        hours = [h for c in self._done for h in c.hours]
+        self.report.files_written += self.writer.write_table(table, tenants, hours)
+        self.report.spans += table.num_rows
+        self._done, self._done_spans = [], 0
+
+    def flush(self) -> None:
+        """Write everything received so far."""
+        self._submit()
+        while self._inflight:
+            self._collect(self._inflight.popleft().result())
+        self._write_done()
+        self._write_batch()
+
+    def close(self) -> IngestReport:
+        """Write everything, stop the workers, and return the report."""
+        try:
+            self.flush()
+        finally:
+            if self._pool is not None:
+                self._pool.shutdown(cancel_futures=True)
+                self._pool = None
+        return self.report
+
     def add_files(self, paths: Iterable[str | Path],
                   progress: Callable[[str], None] | None = None) -> IngestReport:
-        for path in paths:
-            if progress:
-                progress(str(path))
-            for chunk in read_file(path):
-                where = f"{chunk.path}:{chunk.line}"
-                if chunk.error is not None:
-                    self.report.errors.append(f"{where}: {chunk.error}")
-                elif chunk.request is not None:
-                    self.add(chunk.request, where)
-        self.flush()
+        try:
+            for path in paths:
+                if progress:
+                    progress(str(path))
+                for payload in read_file(path):
+                    if payload.error is not None:
+                        self.report.errors.append(f"{payload.where}: {payload.error}")
+                    else:
+                        self.add_payload(payload.where, payload.kind, payload.data)
+        finally:
+            self.close()
         return self.report
+
+
+if os.name == "posix":
+    # Workers fork from a server that has already imported the pipeline: a fast start.
+    multiprocessing.set_forkserver_preload(["aitrail.store.ingest"])

@@ -389,8 +389,8 @@ class Normalizer:
                 out[col] = v
             elif col in best and rank < best[col][0]:
                 out[col] = v  # an earlier rule key on the resource beats a later one here
-                if lifted.get(best[col][1]) == col:
-                    del lifted[best[col][1]]
+                for key in [k for k, c in lifted.items() if c == col]:
+                    del lifted[key]  # the span's value is no longer in the column
 
         op = out.get("operation")
         if op is None:
@@ -399,9 +399,11 @@ class Normalizer:
                 if op == "chat" and flags & _LLM_PROMPTS:
                     op = "text_completion"
             elif "traceloop.span.kind" in attrs:
-                op = m.TRACELOOP_SPAN_KIND_OPERATION.get(attrs["traceloop.span.kind"])
+                op = m.TRACELOOP_SPAN_KIND_OPERATION.get(
+                    _scalar(attrs["traceloop.span.kind"], "operation"))
             elif "llm.request.type" in attrs:
-                op = m.LLM_REQUEST_TYPE_OPERATION.get(attrs["llm.request.type"])
+                op = m.LLM_REQUEST_TYPE_OPERATION.get(
+                    _scalar(attrs["llm.request.type"], "operation"))
         if op is not None:
             out["operation"] = m.OPERATION_ALIASES.get(op, op)
         if "provider" in out:

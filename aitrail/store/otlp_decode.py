@@ -96,57 +96,75 @@ def request_to_json(req: ExportTraceServiceRequest) -> bytes:
 
 
 @dataclass
-class FileChunk:
-    """One request read from a file, or the error that line produced."""
+class FilePayload:
+    """One undecoded request read from a file (`decode_payload` turns it into requests,
+    possibly in another process), or the error reading that part of the file produced."""
 
     path: str
     line: int
-    request: ExportTraceServiceRequest | None
+    kind: str  # "json" or "protobuf"
+    data: bytes = b""
     error: str | None = None
 
+    @property
+    def where(self) -> str:
+        return f"{self.path}:{self.line}"
 
-def read_file(path: str | Path) -> Iterator[FileChunk]:
-    """Yield every request in an OTLP file: JSON (one request per line or per file) or
-    protobuf, either optionally gzip-compressed. A bad line yields an error chunk and the
-    following lines are still read."""
+
+def decode_payload(kind: str, data: bytes) -> list[ExportTraceServiceRequest]:
+    """The requests in one payload; raises BadInput with what is wrong."""
+    if kind == "protobuf":
+        try:
+            return [request_from_protobuf(data)]
+        except BadInput as e:
+            raise BadInput(f"{e} (not JSON either)") from None
+    try:
+        doc = orjson.loads(data)
+    except orjson.JSONDecodeError as e:
+        raise BadInput(f"malformed JSON: {e}") from None
+    docs = doc if isinstance(doc, list) else [doc]
+    return [request_from_json_obj(d) for d in docs]
+
+
+def read_file(path: str | Path) -> Iterator[FilePayload]:
+    """Yield every request payload of an OTLP file: JSON (one request per line, or one
+    document per file) or protobuf, either optionally gzip-compressed. A file that cannot be
+    read yields one error payload; a bad line is found when its payload is decoded, and the
+    other lines are still read."""
     p = str(path)
     try:
         data = Path(path).read_bytes()
     except OSError as e:
-        yield FileChunk(p, 0, None, f"cannot read: {e.strerror or e}")
+        yield FilePayload(p, 0, "", error=f"cannot read: {e.strerror or e}")
         return
     if data[:2] == b"\x1f\x8b":
         try:
             data = gzip.decompress(data)
         except (OSError, EOFError, binascii.Error) as e:
-            yield FileChunk(p, 0, None, f"broken gzip data: {e}")
+            yield FilePayload(p, 0, "", error=f"broken gzip data: {e}")
             return
-    head = data.lstrip()[:1]
-    if not data.strip():
-        yield FileChunk(p, 0, None, "file is empty")
+    stripped = data.strip()
+    if not stripped:
+        yield FilePayload(p, 0, "", error="file is empty")
         return
-    if head not in (b"{", b"["):
-        try:
-            yield FileChunk(p, 1, request_from_protobuf(data))
-        except BadInput as e:
-            yield FileChunk(p, 1, None, f"{e} (not JSON either)")
+    if stripped[:1] not in (b"{", b"["):
+        yield FilePayload(p, 1, "protobuf", data)
         return
-    try:  # one JSON document per file (pretty-printed or a single line)
-        doc = orjson.loads(data)
+    lines = data.splitlines()
+    first = next(i for i, line in enumerate(lines) if line.strip())
+    try:  # one JSON document per line (the file exporter's format)?
+        orjson.loads(lines[first])
+        jsonl = True
     except orjson.JSONDecodeError:
-        doc = None
-    if doc is not None:
-        docs = doc if isinstance(doc, list) else [doc]
-        for d in docs:
-            try:
-                yield FileChunk(p, 1, request_from_json_obj(d))
-            except BadInput as e:
-                yield FileChunk(p, 1, None, str(e))
-        return
-    for n, line in enumerate(data.splitlines(), start=1):
-        if not line.strip():
-            continue
+        jsonl = False  # a pretty-printed document, or a broken first line
+    if not jsonl:
         try:
-            yield FileChunk(p, n, request_from_json(line))
-        except BadInput as e:
-            yield FileChunk(p, n, None, str(e))
+            orjson.loads(data)
+        except orjson.JSONDecodeError:
+            jsonl = True  # not one document either: report line by line
+    if not jsonl:
+        yield FilePayload(p, first + 1, "json", data)
+        return
+    for n, line in enumerate(lines, start=1):
+        if line.strip():
+            yield FilePayload(p, n, "json", line)
