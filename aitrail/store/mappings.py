@@ -135,7 +135,7 @@ PROVIDER_ALIASES = {
 }
 
 # Decision sources: each maps decision fields to attribute keys. A source applies when any
-# of its keys is present. `verdict_from` says which field is mapped through VERDICTS.
+# of its keys is present; its `native_verdict` is folded through VERDICTS into `verdict`.
 DECISION_SOURCES: list[dict[str, object]] = [
     {"kind": "policy", "source": "aitrail", "fields": {
         "policy_id": "aitrail.policy.id", "policy_version": "aitrail.policy.version",

@@ -430,22 +430,29 @@ class Normalizer:
 
         has_decision = oi_kind == "GUARDRAIL" or not self._decision_keys.isdisjoint(attrs)
         decisions = _decisions(attrs, oi_kind) if has_decision else []
+        if self._policy_keys and not self._policy_keys.isdisjoint(attrs):
+            # A site's own policy attributes ([mapping]) make a decision like any other.
+            mapped: dict[str, Any] = {"kind": "policy", "source": "mapping"}
+            for col, keys in self.policy_rules.items():
+                field = "native_verdict" if col == "policy_verdict" else col
+                for k in keys:
+                    if attrs.get(k) is not None:
+                        mapped[field] = attrs[k]
+                        break
+            mapped["verdict"] = _verdict(mapped.get("native_verdict"))
+            decisions.insert(0, mapped)
         if decisions:
             out["decisions"] = _dumps(decisions)
-            ranked = [d for d in decisions if d["kind"] != "review" and d.get("verdict")]
+            governing = [d for d in decisions if d["kind"] != "review"]
+            ranked = [d for d in governing if d.get("verdict")]
             if ranked:
                 top = min(ranked, key=lambda d: m.VERDICT_ORDER.index(d["verdict"]))
                 out["policy_verdict"] = top["verdict"]
-                for f in ("policy_id", "policy_version"):
-                    if top.get(f) is not None:
-                        out[f] = str(top[f])
-        if self._policy_keys and not self._policy_keys.isdisjoint(attrs):
-            for col, keys in self.policy_rules.items():
-                for k in keys:
-                    if attrs.get(k) is not None:
-                        out[col] = str(attrs[k]) if col != "policy_verdict" else (
-                            _verdict(attrs[k]) or str(attrs[k]))
-                        break
+            else:  # a verdict we cannot fold still names its policy
+                top = governing[0] if governing else {}
+            for f in ("policy_id", "policy_version"):
+                if top.get(f) is not None:
+                    out[f] = str(top[f])
         if "review_decision" in out:
             out["review_decision"] = out["review_decision"].lower()
 

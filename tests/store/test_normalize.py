@@ -647,6 +647,9 @@ CASES = [
             "input_messages": [{"role": "user", "parts": [{"type": "text", "content": "hi"}]}],
             "output_messages": output_messages("tool_calls"), "user_id": "svc-autofix",
             "policy_id": "acme-pr-gate", "policy_verdict": "deny",
+            # a site's mapped policy attributes make a decision like any other
+            "decisions": [{"kind": "policy", "source": "mapping", "policy_id": "acme-pr-gate",
+                           "native_verdict": "BLOCKED", "verdict": "deny"}],
         },
         # the built-in gen_ai.input.messages lost to acme.prompt, so it stays in `attributes`
         lifted={"acme.prompt": "input_messages", "gen_ai.output.messages": "output_messages"},

@@ -53,3 +53,11 @@ def test_a_resource_value_that_wins_does_not_swallow_a_lifted_span_value():
     out, lifted = Normalizer().normalize(attrs, {"aitrail.user.id": "res-user"}, [], 0)
     assert out["user_id"] == "res-user"
     assert "user.id" not in lifted  # else the span's user.id would read back as res-user
+
+
+def test_a_verdict_that_cannot_be_folded_still_names_its_policy():
+    attrs = {"aitrail.policy.id": "egress", "aitrail.policy.version": "v9",
+             "aitrail.policy.verdict": "quarantine"}
+    out, _ = Normalizer().normalize(attrs, {}, [], 0)
+    assert (out["policy_id"], out["policy_version"]) == ("egress", "v9")
+    assert "policy_verdict" not in out  # only allow, deny, review or modify go there
