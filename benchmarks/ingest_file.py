@@ -9,13 +9,19 @@ Timed, best of --repeat each (floor and aitrail runs interleaved so machine nois
 
 - FLOOR: FromString, one flat Arrow table of the generic columns (attributes as orjson JSON
   of a plain dict, no normalization), one zstd Parquet file with pyarrow defaults.
-- AITRAIL: FromString, then aitrail.store.ingest.Ingester.add() per request and .flush()
-  (full normalization + Hive-partitioned, sorted, fsync'd Parquet).
+- AITRAIL (1 process): FromString, then aitrail.store.ingest.Ingester.add() per request and
+  .flush() (full normalization + Hive-partitioned, sorted, fsync'd Parquet): the path the
+  collector uses.
+- AITRAIL-jN: the payload bytes through Ingester(jobs=N).add_payload(), as `aitrail ingest
+  --jobs N` does: decode and normalization in N worker processes (start-up included), one
+  sort and write in this process.
 
-Targets: aitrail/floor throughput >= 0.7; aitrail Parquet <= 450 bytes/span.
+Targets: aitrail/floor throughput >= 0.7 (checked on the jN run; the one-process ratio is
+printed next to it); aitrail Parquet <= 450 bytes/span. The machine is shared and noisy:
+read the ratios, not the absolute rates, and rerun before believing a change of a few %.
 
     .venv/bin/python benchmarks/ingest_file.py [--spans 100000] [--seed 1] [--repeat 3]
-        [--json] [--columns] [--profile]
+        [--jobs N] [--json] [--columns] [--profile]
 """
 
 from __future__ import annotations

@@ -287,22 +287,42 @@ class Normalizer:
         self._ollm_markers = frozenset(m.OPENLLMETRY_MARKERS)
         self._ollm_legacy = frozenset(m.OPENLLMETRY_LEGACY_MARKERS)
         self._resource_memo: tuple[Any, dict[str, tuple[int, Any]]] | None = None
-        self._key_flags: dict[str, int] = {}
+        self._key_cache: dict[str, tuple[int, tuple, tuple[str, int] | None]] = {}
 
-    def _flags(self, attrs: Attrs) -> int:
-        """Bitmask of the namespaces the span's keys fall in, one cached lookup per key."""
-        cache = self._key_flags
+    def _key_info(self, k: str) -> tuple[int, tuple, tuple[str, int] | None]:
+        """(namespace bits, scalar rule hits, content rule hit) of one attribute key, cached:
+        keys repeat across spans, so each span costs one lookup per key."""
+        info = self._key_cache.get(k)
+        if info is None:
+            bits = ((_TRACELOOP if k.startswith("traceloop.") else 0)
+                    | (_GEN_AI if k.startswith("gen_ai.") else 0)
+                    | (_LLM_PROMPTS if k.startswith("llm.prompts.") else 0))
+            info = (bits, self._index.get(k, ()), self._content_index.get(k))
+            if len(self._key_cache) < _KEY_CACHE_MAX:  # bounded against endless new keys
+                self._key_cache[k] = info
+        return info
+
+    def _survey(self, attrs: Attrs) -> tuple[int, dict[str, tuple[float, str, str | None]],
+                                              dict[str, tuple[int, str]]]:
+        """One pass over a span's keys: namespace bits, the best scalar rule key per column
+        and the best content rule key per column."""
         flags = 0
+        best: dict[str, tuple[float, str, str | None]] = {}
+        found: dict[str, tuple[int, str]] = {}
+        cache = self._key_cache
         for k in attrs:
-            f = cache.get(k)
-            if f is None:
-                f = ((_TRACELOOP if k.startswith("traceloop.") else 0)
-                     | (_GEN_AI if k.startswith("gen_ai.") else 0)
-                     | (_LLM_PROMPTS if k.startswith("llm.prompts.") else 0))
-                if len(cache) < _KEY_CACHE_MAX:  # bounded against endless distinct keys
-                    cache[k] = f
-            flags |= f
-        return flags
+            info = cache.get(k) or self._key_info(k)
+            flags |= info[0]
+            for col, rank, member in info[1]:
+                cur = best.get(col)
+                if cur is None or rank < cur[0]:
+                    best[col] = (rank, k, member)
+            chit = info[2]
+            if chit is not None:
+                col, rank = chit
+                if col not in found or rank < found[col][0]:
+                    found[col] = (rank, k)
+        return flags, best, found
 
     def _scan(self, attrs: Attrs) -> dict[str, tuple[float, str, str | None]]:
         """Best (rank, key, member) per scalar column among the keys present."""
@@ -359,11 +379,10 @@ class Normalizer:
         audit column ({attribute key: column}): those are kept once (see schema.LIFTABLE)."""
         out: dict[str, Any] = {}
         lifted: dict[str, str] = {}
-        flags = self._flags(attrs)
+        flags, best, found = self._survey(attrs)
         convention = self._convention(attrs, events, flags)
         oi_kind = attrs.get(m.OPENINFERENCE_MARKER)
 
-        best = self._scan(attrs)
         overrides = self.convention_overrides.get(convention) if convention else None
         for col in best:
             if overrides and col in overrides:
@@ -410,14 +429,6 @@ class Normalizer:
             p = out["provider"]
             out["provider"] = m.PROVIDER_ALIASES.get(p.lower(), p.lower())
 
-        content_index = self._content_index
-        found: dict[str, tuple[int, str]] = {}
-        for k in attrs:
-            hit = content_index.get(k)
-            if hit is not None:
-                col, rank = hit
-                if col not in found or rank < found[col][0]:
-                    found[col] = (rank, k)
         for col, (_, k) in found.items():
             v = attrs[k]
             if isinstance(v, str) and v:
@@ -511,7 +522,7 @@ class Normalizer:
     def _convention(self, attrs: Attrs, events: list[dict[str, Any]],
                     flags: int | None = None) -> str | None:
         if flags is None:
-            flags = self._flags(attrs)
+            flags = self._survey(attrs)[0]
         if m.OPENINFERENCE_MARKER in attrs:
             return "openinference"
         if flags & _TRACELOOP or not self._ollm_markers.isdisjoint(attrs):
