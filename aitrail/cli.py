@@ -12,6 +12,8 @@ import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import orjson
+
 from . import __version__
 from .output import embed_json, print_rows, to_json
 
@@ -231,6 +233,16 @@ def _tree_order(rows: list[dict]) -> list[tuple[int, dict]]:
     return out
 
 
+def _enforced(decisions: str | None, verdict: str | None) -> str | None:
+    """The action enforced under the span's governing verdict, when the span says."""
+    if not decisions or not verdict:
+        return None
+    for d in orjson.loads(decisions):
+        if d.get("verdict") == verdict and d.get("action") is not None:
+            return f"enforced={d['action']}"
+    return None
+
+
 def cmd_show(args, root: Path, _config) -> int:
     with _open(root) as st:
         if args.format == "otlp-json":
@@ -250,6 +262,7 @@ def cmd_show(args, root: Path, _config) -> int:
         audit = [x for x in (
             r["ai_kind"], r["response_model"] or r["request_model"], r["tool_name"],
             r["policy_verdict"] and f"verdict={r['policy_verdict']}",
+            _enforced(r["decisions"], r["policy_verdict"]),
             r["reviewer"] and f"reviewer={r['reviewer']}:{r['review_decision']}",
             r["change_id"]) if x]
         table.append({

@@ -200,3 +200,12 @@ def test_parallel_ingest_writes_the_same_rows_as_one_process(tmp_path, capsys):
     assert main(["--store", str(two), "sql", query, "--format", "json"]) == 0
     assert capsys.readouterr().out == rows_one
     assert len(json.loads(rows_one)) > 100
+
+
+def test_show_puts_the_enforced_action_next_to_the_verdict(sample_store, capsys):
+    # Incident 03: the policy said "review" and enforced nothing.
+    main(["--store", str(sample_store), "sql", "select trace_id from spans where change_id = "
+          "'chg-oncall-restart-payments-1107' limit 1", "--format", "json"])
+    trace_id = json.loads(capsys.readouterr().out)[0]["trace_id"]
+    assert main(["--store", str(sample_store), "show", trace_id]) == 0
+    assert "verdict=review enforced=none" in capsys.readouterr().out

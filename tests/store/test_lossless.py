@@ -77,7 +77,7 @@ any_values = st.recursive(
 attr_maps = st.dictionaries(keys, any_values, max_size=6)
 hex_ids = st.binary(min_size=16, max_size=16).filter(any)
 span_ids = st.binary(min_size=8, max_size=8).filter(any)
-times = st.integers(0, 2**62)
+times = st.integers(0, 2**64 - 1)
 small = st.integers(0, 2**32 - 1)
 
 
