@@ -121,6 +121,31 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--limit", type=int, default=50)
     _add_format(s)
 
+    s = sub.add_parser("serve", help="run the OTLP collector (gRPC :4317, HTTP :4318)",
+                       description="Receive OTLP traces over gRPC and HTTP and store them. A "
+                       "request is acknowledged only once it is in the fsync'd write-ahead log. "
+                       "Stops cleanly (drain, flush) on SIGTERM or Ctrl-C.")
+    s.add_argument("--grpc", default="127.0.0.1:4317", metavar="HOST:PORT",
+                   help="OTLP/gRPC address (default 127.0.0.1:4317; 'off' to disable)")
+    s.add_argument("--http", default="127.0.0.1:4318", metavar="HOST:PORT",
+                   help="OTLP/HTTP address (default 127.0.0.1:4318; 'off' to disable)")
+    s.add_argument("--writer-id", help="this collector's name in file names and its WAL "
+                   "directory; keep it stable across restarts (default: c-<hostname>)")
+    s.add_argument("--insecure", action="store_true", help="allow listening beyond loopback "
+                   "without [auth] tokens")
+    s.add_argument("--tls-cert", type=Path, help="server certificate (PEM)")
+    s.add_argument("--tls-key", type=Path, help="server private key (PEM)")
+    s.add_argument("--tls-client-ca", type=Path, help="require client certificates signed by "
+                   "this CA (mutual TLS)")
+    s.add_argument("--max-request-bytes", type=int, default=20 * 1024 * 1024,
+                   help="largest request after decompression (default 20 MiB)")
+
+    s = sub.add_parser("token", help="make a bearer token for a tenant",
+                       description="Print a new random token (give it to the service) and the "
+                       "[auth] line for aitrail.toml (only its SHA-256 is stored).")
+    s.add_argument("action", choices=("new",))
+    s.add_argument("--tenant", required=True)
+
     s = sub.add_parser("reindex", help="recompute the audit columns of stored data",
                        description="Re-run normalization over every stored file (after an "
                        "upgrade or a [mapping] change). The generic columns are lossless, so "
@@ -324,8 +349,49 @@ def cmd_reindex(args, root: Path, config) -> int:
     return EXIT_OK
 
 
-COMMANDS = {"ingest": cmd_ingest, "sql": cmd_sql, "traces": cmd_traces, "show": cmd_show,
-            "replay": cmd_replay, "changes": cmd_changes, "reindex": cmd_reindex}
+def cmd_serve(args, root: Path, config) -> int:
+    from .collector.auth import Authenticator
+    from .collector.serve import ServeError, ServeOptions, run
+
+    def addr(value: str) -> str | None:
+        return None if value.lower() in ("off", "none", "") else value
+
+    opts = ServeOptions(
+        store=root, grpc_address=addr(args.grpc), http_address=addr(args.http),
+        writer_id=args.writer_id, insecure=args.insecure, tls_cert=args.tls_cert,
+        tls_key=args.tls_key, tls_client_ca=args.tls_client_ca,
+        max_request_bytes=args.max_request_bytes, mapping=config.mapping)
+    try:
+        auth = Authenticator.from_config(config.doc, str(config.path))
+        return run(opts, auth)
+    except (ServeError, ValueError) as e:
+        _err(str(e))
+        return EXIT_USAGE
+    except OSError as e:
+        _err(f"cannot start: {e}")
+        return EXIT_USAGE
+
+
+def cmd_token(args, _root: Path, _config) -> int:
+    from .collector.auth import hash_token, new_token
+    from .store.writer import check_tenant
+
+    try:
+        tenant = check_tenant(args.tenant)
+    except ValueError as e:
+        _err(str(e))
+        return EXIT_USAGE
+    token = new_token()
+    print(f"token (give this to the service; it is not stored anywhere): {token}")
+    print("add to aitrail.toml under [auth] tokens = [ ... ]:")
+    print(f'  {{ sha256 = "{hash_token(token)}", tenant = "{tenant}" }},')
+    print("exporters send it as: OTEL_EXPORTER_OTLP_HEADERS=authorization=Bearer%20" + token)
+    return EXIT_OK
+
+
+COMMANDS = {"serve": cmd_serve, "token": cmd_token, "ingest": cmd_ingest, "sql": cmd_sql,
+            "traces": cmd_traces, "show": cmd_show, "replay": cmd_replay,
+            "changes": cmd_changes, "reindex": cmd_reindex}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -44,6 +44,7 @@ class Config:
     store: Path | None = None
     mapping: dict[str, list[str]] = field(default_factory=dict)
     path: Path | None = None
+    doc: dict = field(default_factory=dict)  # the whole file, for other sections ([auth])
 
 
 def load_config(path: Path | None) -> Config:
@@ -67,4 +68,5 @@ def load_config(path: Path | None) -> Config:
             raise ConfigError(f"{path}: [mapping] {col} must be a string or a list of strings")
         mapping[col] = keys
     store = doc.get("store")
-    return Config(store=Path(store) if store else None, mapping=mapping, path=Path(path))
+    return Config(store=Path(store) if store else None, mapping=mapping, path=Path(path),
+                  doc=doc)

@@ -1,0 +1,330 @@
+"""The collector's sink: validate -> dedupe -> WAL (fsync) -> ack; a background flusher turns
+the WAL into Parquet and trims it.
+
+Crash safety rests on three rules:
+1. A request is acknowledged only after its WAL record is fsync'd.
+2. A flush writes Parquet files named <writer>-f<flush seq>-<n>.parquet, then records a
+   checkpoint (flush seq, WAL position) atomically, then deletes WAL segments before it.
+3. On start, files of a flush newer than the checkpoint are deleted (that flush did not
+   finish) and the WAL after the checkpoint is replayed.
+So every acknowledged span ends up in exactly one flush, whenever the process dies.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import logging
+import os
+import re
+import shutil
+import struct
+import threading
+import time
+from collections import OrderedDict, deque
+from dataclasses import dataclass
+from pathlib import Path
+
+import orjson
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+from .errors import StoreError
+from .normalize import Normalizer
+from .records import Batch, _span_problem, append_request
+from .wal import WAL, Position, WALFailed
+from .writer import ParquetWriter, check_tenant
+
+log = logging.getLogger("aitrail.pipeline")
+
+_TENANT_LEN = struct.Struct("<H")
+
+
+class Busy(StoreError):
+    """Retryable: the flusher is behind; try again after `retry_after_s`."""
+
+    def __init__(self, message: str, retry_after_s: float) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
+class DiskFull(Busy):
+    """Retryable: too little free disk to accept more."""
+
+
+class Unavailable(StoreError):
+    """Retryable from the client's side (another instance, or after a restart): this
+    instance cannot acknowledge anything (shutting down, or its WAL failed)."""
+
+    def __init__(self, message: str, retry_after_s: float = 5.0) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
+@dataclass
+class Accepted:
+    spans: int  # newly stored
+    rejected: int  # invalid spans, not stored
+    duplicates: int  # already stored (exporter retries)
+    message: str = ""  # for partial_success
+
+
+@dataclass
+class Limits:
+    flush_interval_s: float = 2.0
+    flush_spans: int = 50_000
+    max_unflushed_bytes: int = 256 * 1024 * 1024
+    min_free_disk_bytes: int = 64 * 1024 * 1024
+    dedupe_window: int = 500_000  # span digests remembered for duplicate detection
+
+
+def encode_payload(tenant: str, data: bytes) -> bytes:
+    t = tenant.encode()
+    return _TENANT_LEN.pack(len(t)) + t + data
+
+
+def decode_payload(payload: bytes) -> tuple[str, bytes]:
+    (n,) = _TENANT_LEN.unpack_from(payload)
+    return payload[2:2 + n].decode(), payload[2 + n:]
+
+
+class Pipeline:
+    """One writer: its WAL under <root>/_wal/<writer_id>, its files named by writer id."""
+
+    def __init__(self, root: Path, writer_id: str, mapping: dict[str, list[str]] | None = None,
+                 limits: Limits | None = None) -> None:
+        if not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", writer_id):
+            raise ValueError(f"invalid writer id {writer_id!r}")
+        self.root = Path(root)
+        self.writer_id = writer_id
+        self.limits = limits or Limits()
+        self.normalizer = Normalizer(mapping)
+        self.wal_dir = self.root / "_wal" / writer_id
+        self.wal = WAL(self.wal_dir)
+        self._queue: deque[tuple[Position, str, bytes]] = deque()
+        self._queue_lock = threading.Lock()
+        self._unflushed_bytes = 0
+        self._seen: OrderedDict[bytes, None] = OrderedDict()
+        self._seen_lock = threading.Lock()
+        self._flush_seq = 0
+        self._checkpoint = Position(0, 0)
+        self._wake = threading.Event()
+        self._stopping = False
+        self._accepting = False
+        self._flusher: threading.Thread | None = None
+        self._flush_lock = threading.Lock()
+        self.flush_error: str | None = None
+        self._lock_fd: int | None = None
+        self.stats = {"accepted_spans": 0, "duplicate_spans": 0, "rejected_spans": 0,
+                      "flushes": 0, "flushed_spans": 0}
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    @property
+    def _checkpoint_path(self) -> Path:
+        return self.wal_dir / "checkpoint.json"
+
+    def start(self) -> int:
+        """Recover and start flushing. Returns how many WAL records were replayed."""
+        self.wal_dir.mkdir(parents=True, exist_ok=True)
+        self._lock_fd = os.open(self.wal_dir / "LOCK", os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(self._lock_fd)
+            raise StoreError(f"writer {self.writer_id!r} is in use by another process "
+                             f"({self.wal_dir}); give this one another --writer-id") from None
+        if self._checkpoint_path.exists():
+            cp = orjson.loads(self._checkpoint_path.read_bytes())
+            self._flush_seq = cp["flush_seq"]
+            self._checkpoint = Position(cp["segment"], cp["offset"])
+        self._delete_unfinished_flush_files()
+        records = self.wal.open()
+        replayed = 0
+        for end, payload in records:
+            if end <= self._checkpoint:
+                continue
+            tenant, data = decode_payload(payload)
+            self._queue.append((end, tenant, data))
+            self._unflushed_bytes += len(data)
+            self._remember(ExportTraceServiceRequest.FromString(data), tenant)
+            replayed += 1
+        self._accepting = True
+        self._flusher = threading.Thread(target=self._flush_loop, name="aitrail-flusher",
+                                         daemon=True)
+        self._flusher.start()
+        if replayed:
+            log.info("replayed %d WAL records after the last checkpoint", replayed)
+        return replayed
+
+    def stop(self) -> None:
+        """Stop accepting, flush everything, close the WAL."""
+        self._accepting = False
+        self._stopping = True
+        self._wake.set()
+        if self._flusher is not None:
+            self._flusher.join()
+        if not self.wal.failed:
+            self.flush()
+        self.wal.close()
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)  # releases the flock
+            self._lock_fd = None
+
+    def _delete_unfinished_flush_files(self) -> None:
+        pattern = re.compile(re.escape(self.writer_id) + r"-f(\d+)-\d+\.parquet$")
+        for path in (self.root / "spans").glob(f"*/*/*/{self.writer_id}-f*.parquet"):
+            m = pattern.match(path.name)
+            if m and int(m.group(1)) > self._flush_seq:
+                log.warning("removing %s: written by a flush that did not finish", path)
+                path.unlink()
+
+    # -- accepting ---------------------------------------------------------------------------
+
+    def _digest(self, tenant: str, span_bytes: bytes) -> bytes:
+        return hashlib.blake2b(tenant.encode() + b"\0" + span_bytes, digest_size=16).digest()
+
+    def _remember(self, req: ExportTraceServiceRequest, tenant: str) -> None:
+        with self._seen_lock:
+            for rs in req.resource_spans:
+                for ss in rs.scope_spans:
+                    for sp in ss.spans:
+                        self._seen[self._digest(tenant, sp.SerializeToString())] = None
+            while len(self._seen) > self.limits.dedupe_window:
+                self._seen.popitem(last=False)
+
+    def accept(self, req: ExportTraceServiceRequest, tenant: str,
+               raw: bytes | None = None) -> Accepted:
+        """Store a request durably; returns only after its WAL record is fsync'd. Raises
+        Busy, DiskFull or Unavailable (all retryable) when it cannot."""
+        check_tenant(tenant)
+        if not self._accepting:
+            raise Unavailable("the collector is shutting down")
+        if self.wal.failed:
+            raise Unavailable(f"the collector cannot store data: {self.wal.failed}")
+        if self._unflushed_bytes > self.limits.max_unflushed_bytes:
+            raise Busy("the flusher is behind; retry later", retry_after_s=2.0)
+        free = shutil.disk_usage(self.root).free
+        if free < self.limits.min_free_disk_bytes:
+            raise DiskFull(f"only {free // 2**20} MiB free on the store's disk",
+                           retry_after_s=30.0)
+        rejected: list[str] = []
+        changed = False
+        stored = duplicates = 0
+        new_digests: dict[bytes, None] = {}  # ordered set
+        with self._seen_lock:
+            for rs in req.resource_spans:
+                for ss in rs.scope_spans:
+                    keep = []
+                    for sp in ss.spans:
+                        problem = _span_problem(sp)
+                        if problem:
+                            rejected.append(f"span {sp.span_id.hex() or '?'}: {problem}")
+                            changed = True
+                            continue
+                        d = self._digest(tenant, sp.SerializeToString())
+                        if d in self._seen or d in new_digests:
+                            duplicates += 1
+                            changed = True
+                            continue
+                        new_digests[d] = None
+                        keep.append(sp)
+                    if changed:
+                        del ss.spans[:]
+                        ss.spans.extend(keep)
+                    stored += len(keep)
+        message = ""
+        if rejected:
+            message = f"{len(rejected)} span(s) rejected: " + "; ".join(rejected[:5])
+            if len(rejected) > 5:
+                message += f"; and {len(rejected) - 5} more"
+        self.stats["rejected_spans"] += len(rejected)
+        self.stats["duplicate_spans"] += duplicates
+        if stored:
+            data = req.SerializeToString() if changed or raw is None else raw
+            payload = encode_payload(tenant, data)
+
+            def enqueue(end: Position) -> None:
+                with self._queue_lock:
+                    self._queue.append((end, tenant, data))
+                    self._unflushed_bytes += len(data)
+
+            try:
+                self.wal.append(payload, on_written=enqueue)
+            except WALFailed as e:
+                raise Unavailable(f"the collector cannot store data: {e}") from None
+            with self._seen_lock:
+                for d in new_digests:
+                    self._seen[d] = None
+                while len(self._seen) > self.limits.dedupe_window:
+                    self._seen.popitem(last=False)
+            self.stats["accepted_spans"] += stored
+            if self._unflushed_spans_hint() >= self.limits.flush_spans:
+                self._wake.set()
+        return Accepted(stored, len(rejected), duplicates, message)
+
+    def _unflushed_spans_hint(self) -> int:
+        # ~1.4 KB per span (performance.md): close enough to decide when to wake the flusher.
+        return self._unflushed_bytes // 1400
+
+    # -- flushing ----------------------------------------------------------------------------
+
+    def _flush_loop(self) -> None:
+        backoff = self.limits.flush_interval_s
+        while not self._stopping:
+            self._wake.wait(timeout=backoff)
+            self._wake.clear()
+            if self._stopping:
+                break
+            try:
+                self.flush()
+                self.flush_error = None
+                backoff = self.limits.flush_interval_s
+            except Exception as e:  # keep the WAL; retry with backoff, report the cause
+                self.flush_error = f"{type(e).__name__}: {e}"
+                log.error("flush failed, will retry: %s", self.flush_error)
+                backoff = min(backoff * 2, 30.0)
+
+    def flush(self) -> int:
+        """Write every durable queued record to Parquet; returns spans written."""
+        with self._flush_lock:
+            synced = self.wal.synced
+            with self._queue_lock:
+                items = []
+                for item in self._queue:
+                    if item[0] > synced:
+                        break
+                    items.append(item)
+            if not items:
+                return 0
+            batch = Batch()
+            for _, tenant, data in items:
+                append_request(batch, ExportTraceServiceRequest.FromString(data), tenant,
+                               self.normalizer)
+            seq = self._flush_seq + 1
+            writer = ParquetWriter(self.root, f"{self.writer_id}-f{seq:08d}")
+            writer.write(batch)
+            end = items[-1][0]
+            self._write_checkpoint(seq, end)
+            self._flush_seq, self._checkpoint = seq, end
+            with self._queue_lock:
+                for _ in items:
+                    _, _, data = self._queue.popleft()
+                    self._unflushed_bytes -= len(data)
+            self.wal.trim(end)
+            self.stats["flushes"] += 1
+            self.stats["flushed_spans"] += len(batch)
+            return len(batch)
+
+    def _write_checkpoint(self, seq: int, end: Position) -> None:
+        tmp = self._checkpoint_path.with_suffix(".tmp")
+        with open(tmp, "wb") as f:
+            f.write(orjson.dumps({"flush_seq": seq, "segment": end.segment,
+                                  "offset": end.offset, "time": time.time()}))
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, self._checkpoint_path)
+        fd = os.open(self.wal_dir, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
