@@ -13,18 +13,14 @@ $(STAMP): pyproject.toml constraints.txt
 	touch $(STAMP)
 
 demo: $(STAMP)
-	rm -rf .demo-store
-	$(BIN)/aitrail --store .demo-store ingest sample_traces/*/traces.jsonl
-	$(BIN)/aitrail --store .demo-store sql "select ai_kind, count(*) as spans from spans group by 1 order by 2 desc"
-	$(BIN)/aitrail --store .demo-store changes
-	$(BIN)/aitrail --store .demo-store replay chg-billing-migration-4821
+	$(BIN)/python scripts/demo.py
 
 test: $(STAMP)
-	$(BIN)/ruff check aitrail tests benchmarks
+	$(BIN)/ruff check aitrail tests benchmarks scripts
 	$(BIN)/pytest -q
 
 lint: $(STAMP)
-	$(BIN)/ruff check aitrail tests benchmarks
+	$(BIN)/ruff check aitrail tests benchmarks scripts
 	$(BIN)/ruff format --check aitrail tests benchmarks
 
 bench: $(STAMP)

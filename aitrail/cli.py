@@ -140,6 +140,22 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--max-request-bytes", type=int, default=20 * 1024 * 1024,
                    help="largest request after decompression (default 20 MiB)")
 
+    s = sub.add_parser("send", help="send OTLP files to an OTLP/gRPC endpoint",
+                       description="Send OTLP trace files (JSON or protobuf, gzip ok) to any "
+                       "OTLP/gRPC endpoint: an aitrail collector or another backend. "
+                       "Retryable refusals are retried with backoff; others are reported as "
+                       "FILE:LINE and the rest is still sent (exit code 1).")
+    s.add_argument("files", nargs="+", type=Path, metavar="FILE")
+    s.add_argument("--endpoint", help="HOST:PORT (default: $OTEL_EXPORTER_OTLP_ENDPOINT, "
+                   "else 127.0.0.1:4317)")
+    s.add_argument("--header", action="append", default=[], metavar="KEY=VALUE",
+                   help="request metadata, e.g. 'authorization=Bearer TOKEN' (repeatable; "
+                   "default: $OTEL_EXPORTER_OTLP_HEADERS)")
+    s.add_argument("--tls", action="store_true", help="use TLS (system roots)")
+    s.add_argument("--tls-ca", type=Path, help="use TLS, trusting this CA (PEM)")
+    s.add_argument("--gzip", action="store_true", help="compress requests")
+    _add_format(s)
+
     s = sub.add_parser("token", help="make a bearer token for a tenant",
                        description="Print a new random token (give it to the service) and the "
                        "[auth] line for aitrail.toml (only its SHA-256 is stored).")
@@ -372,6 +388,45 @@ def cmd_serve(args, root: Path, config) -> int:
         return EXIT_USAGE
 
 
+def cmd_send(args, _root: Path, _config) -> int:
+    from .collector.send import Sender, parse_headers
+
+    endpoint = args.endpoint or os.environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") or \
+        os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT") or "127.0.0.1:4317"
+    use_tls = args.tls or endpoint.startswith("https://")
+    endpoint = endpoint.removeprefix("http://").removeprefix("https://").rstrip("/")
+    try:
+        headers = parse_headers(args.header or [os.environ.get("OTEL_EXPORTER_OTLP_HEADERS",
+                                                               "")])
+    except ValueError as e:
+        _err(str(e))
+        return EXIT_USAGE
+    gzip = args.gzip or os.environ.get("OTEL_EXPORTER_OTLP_COMPRESSION", "") == "gzip"
+    sender = Sender(endpoint, headers, tls_ca=args.tls_ca, use_tls=use_tls, gzip=gzip)
+    show = _progress(sys.stderr.isatty() and len(args.files) > 1)
+    try:
+        report = sender.send_files(
+            args.files, progress=(lambda i, n, f: show(f"sending {i}/{n} {f}")) if show
+            else None)
+    finally:
+        sender.close()
+    if show:
+        sys.stderr.write("\r\x1b[2K")
+    for line in report.errors:
+        _err(line)
+    for line in report.warnings:
+        _err(f"warning: {line}")
+    summary = {"endpoint": endpoint, "requests": report.requests, "spans": report.spans,
+               "rejected_spans": report.rejected_spans, "errors": len(report.errors)}
+    if args.format == "json":
+        print(to_json(summary))
+    else:
+        print(f"sent {report.spans} spans in {report.requests} requests to {endpoint}"
+              + (f"; {report.rejected_spans} spans rejected" if report.rejected_spans else "")
+              + (f"; {len(report.errors)} failures" if report.errors else ""))
+    return EXIT_OK if report.ok else EXIT_REJECTED
+
+
 def cmd_token(args, _root: Path, _config) -> int:
     from .collector.auth import hash_token, new_token
     from .store.writer import check_tenant
@@ -389,8 +444,8 @@ def cmd_token(args, _root: Path, _config) -> int:
     return EXIT_OK
 
 
-COMMANDS = {"serve": cmd_serve, "token": cmd_token, "ingest": cmd_ingest, "sql": cmd_sql,
-            "traces": cmd_traces, "show": cmd_show, "replay": cmd_replay,
+COMMANDS = {"serve": cmd_serve, "send": cmd_send, "token": cmd_token, "ingest": cmd_ingest,
+            "sql": cmd_sql, "traces": cmd_traces, "show": cmd_show, "replay": cmd_replay,
             "changes": cmd_changes, "reindex": cmd_reindex}
 
 

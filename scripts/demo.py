@@ -1,0 +1,58 @@
+"""`make demo`: the real path end to end, on the embedded default store layout in
+.demo-store/: start the collector, send the sample incidents over OTLP/gRPC, stop it (drain,
+flush), then show what arrived and replay the migration incident."""
+
+from __future__ import annotations
+
+import re
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+STORE = ROOT / ".demo-store"
+AITRAIL = [str(Path(sys.executable).parent / "aitrail"), "--store", str(STORE)]
+
+
+def step(title: str, *args: str) -> None:
+    print(f"\n$ aitrail {shlex.join(args)}", flush=True)
+    done = subprocess.run([*AITRAIL, *args], check=False)
+    if done.returncode != 0:
+        sys.exit(f"demo: `aitrail {args[0]}` failed ({title})")
+
+
+def main() -> int:
+    shutil.rmtree(STORE, ignore_errors=True)
+    print("$ aitrail serve --grpc 127.0.0.1:0 --http 127.0.0.1:0 --writer-id demo", flush=True)
+    server = subprocess.Popen(
+        [*AITRAIL, "serve", "--grpc", "127.0.0.1:0", "--http", "127.0.0.1:0",
+         "--writer-id", "demo"], stdout=subprocess.PIPE, text=True)
+    try:
+        line = server.stdout.readline()
+        print(line, end="", flush=True)
+        m = re.search(r"OTLP/gRPC on ([\d.]+):(\d+)", line)
+        if not m:
+            sys.exit("demo: the collector did not start")
+        samples = sorted(str(p.relative_to(ROOT))
+                         for p in ROOT.glob("sample_traces/*/traces.jsonl"))
+        step("send", "send", "--endpoint", f"{m.group(1)}:{m.group(2)}", *samples)
+    finally:
+        server.send_signal(signal.SIGTERM)
+        rest, _ = server.communicate(timeout=60)
+        print(rest, end="", flush=True)
+    if server.returncode != 0:
+        sys.exit(f"demo: the collector exited with {server.returncode}")
+    step("what arrived", "sql", "select ai_kind, count(*) as spans from spans group by 1 "
+         "order by 2 desc")
+    step("changes", "changes")
+    step("replay", "replay", "chg-billing-migration-4821")
+    print("\nThe store is in .demo-store/: try `.venv/bin/aitrail --store .demo-store traces "
+          "--verdict review`", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
