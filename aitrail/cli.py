@@ -139,6 +139,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "this CA (mutual TLS)")
     s.add_argument("--max-request-bytes", type=int, default=20 * 1024 * 1024,
                    help="largest request after decompression (default 20 MiB)")
+    s.add_argument("--workers", type=int, help="processes that normalize spans and write "
+                   "Parquet, beside the receiving one (default: one per core, at most 4; 1 "
+                   "keeps everything in one process)")
 
     s = sub.add_parser("send", help="send OTLP files to an OTLP/gRPC endpoint",
                        description="Send OTLP trace files (JSON or protobuf, gzip ok) to any "
@@ -368,6 +371,7 @@ def cmd_reindex(args, root: Path, config) -> int:
 def cmd_serve(args, root: Path, config) -> int:
     from .collector.auth import Authenticator
     from .collector.serve import ServeError, ServeOptions, run
+    from .store.ingest import default_jobs
 
     def addr(value: str) -> str | None:
         return None if value.lower() in ("off", "none", "") else value
@@ -376,7 +380,11 @@ def cmd_serve(args, root: Path, config) -> int:
         store=root, grpc_address=addr(args.grpc), http_address=addr(args.http),
         writer_id=args.writer_id, insecure=args.insecure, tls_cert=args.tls_cert,
         tls_key=args.tls_key, tls_client_ca=args.tls_client_ca,
-        max_request_bytes=args.max_request_bytes, mapping=config.mapping)
+        max_request_bytes=args.max_request_bytes, mapping=config.mapping,
+        workers=args.workers if args.workers is not None else default_jobs())
+    if opts.workers < 1:
+        _err("--workers must be at least 1")
+        return EXIT_USAGE
     try:
         auth = Authenticator.from_config(config.doc, str(config.path))
         return run(opts, auth)

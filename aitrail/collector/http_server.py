@@ -39,17 +39,22 @@ class TooLarge(Exception):
 
 
 def inflate(body: bytes, limit: int) -> bytes:
-    """gunzip with a hard output limit."""
-    d = zlib.decompressobj(16 + zlib.MAX_WBITS)
-    try:
-        out = d.decompress(body, limit + 1)
-    except zlib.error as e:
-        raise BadInput(f"broken gzip body: {e}") from None
-    if len(out) > limit or d.unconsumed_tail:
-        raise TooLarge
-    if not d.eof:
-        raise BadInput("truncated gzip body")
-    return out
+    """gunzip with a hard output limit. A gzip stream may hold several members (RFC 1952
+    2.2); all are decoded, since acknowledging only the first would drop spans silently."""
+    out = bytearray()
+    rest = body
+    while rest:
+        d = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        try:
+            out += d.decompress(rest, limit + 1 - len(out))  # >= 1: 0 would mean no limit
+        except zlib.error as e:
+            raise BadInput(f"broken gzip body: {e}") from None
+        if len(out) > limit or d.unconsumed_tail:
+            raise TooLarge
+        if not d.eof:
+            raise BadInput("truncated gzip body")
+        rest = d.unused_data
+    return bytes(out)
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -77,7 +82,9 @@ class _Handler(BaseHTTPRequestHandler):
         headers = {}
         if outcome.retry_after_s is not None:
             headers["Retry-After"] = str(max(1, round(outcome.retry_after_s)))
-        if outcome.http_status == 413:
+        if outcome.http_status in (411, 413):
+            # These may be sent without reading the body: on a keep-alive connection it would
+            # be parsed as the next request, so the connection ends with this reply.
             headers["Connection"] = "close"
             self.close_connection = True
         self._send(outcome.http_status, body, content_type, headers)
@@ -100,6 +107,21 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _post(self) -> None:
         ctype = (self.headers.get("Content-Type") or "").split(";")[0].strip().lower()
+        reply_as = JSON if ctype == JSON else PROTOBUF
+        limit = self.server.max_bytes
+        # The body is read before any other check, so that a refusal leaves the keep-alive
+        # connection at the start of the next request.
+        try:
+            length = int(self.headers.get("Content-Length") or "")
+            if length < 0:  # rfile.read(-1) would read to end of stream, past the limit
+                raise ValueError
+        except ValueError:
+            self._fail(status.Outcome(3, 411, "Content-Length required"), reply_as)
+            return
+        if length > limit:
+            self._fail(status.too_large(limit), reply_as)
+            return
+        body = self.rfile.read(length)
         if self.path.rstrip("/") != "/v1/traces":
             self._send(404, b"only POST /v1/traces is served here\n", "text/plain")
             return
@@ -107,16 +129,6 @@ class _Handler(BaseHTTPRequestHandler):
             self._fail(status.Outcome(3, 415, f"unsupported Content-Type {ctype!r}; use "
                                       f"{PROTOBUF} or {JSON}"), PROTOBUF)
             return
-        limit = self.server.max_bytes
-        try:
-            length = int(self.headers.get("Content-Length") or "")
-        except ValueError:
-            self._fail(status.Outcome(3, 411, "Content-Length required"), ctype)
-            return
-        if length > limit:
-            self._fail(status.too_large(limit), ctype)
-            return
-        body = self.rfile.read(length)
         try:
             tenant = self.server.auth.tenant_for(self.headers.items())
         except AuthError as e:

@@ -40,6 +40,7 @@ class ServeOptions:
     max_request_bytes: int = DEFAULT_MAX_BYTES
     mapping: dict[str, list[str]] | None = None
     limits: Limits | None = None
+    workers: int = 1  # processes that convert spans for the flusher
 
 
 class ServeError(Exception):
@@ -86,7 +87,7 @@ class Collector:
         if opts.tls_client_ca and not opts.tls_cert:
             raise ServeError("--tls-client-ca (mutual TLS) needs --tls-cert and --tls-key")
         self.pipeline = Pipeline(opts.store, opts.writer_id or default_writer_id(),
-                                 opts.mapping, opts.limits)
+                                 opts.mapping, opts.limits, jobs=opts.workers)
         self.grpc_server: grpc.Server | None = None
         self.http_server: OTLPHTTPServer | None = None
         self.health = None
@@ -147,6 +148,8 @@ class Collector:
 
     def describe(self) -> str:
         parts = [f"store {self.opts.store}", f"writer {self.pipeline.writer_id}"]
+        if self.opts.workers > 1:
+            parts.append(f"{self.opts.workers} flush workers")
         if self.grpc_port:
             host, _ = split_address(self.opts.grpc_address or "")
             parts.append(f"OTLP/gRPC on {host}:{self.grpc_port}")
@@ -168,14 +171,16 @@ def run(opts: ServeOptions, auth: Authenticator) -> int:
                         stream=sys.stderr)
     collector = Collector(opts, auth)
     collector.start()
-    print(collector.describe(), flush=True)
     done = threading.Event()
 
     def on_signal(signum: int, _frame: object) -> None:
         done.set()
 
+    # Before the startup line: a supervisor may send SIGTERM as soon as it reads it, and
+    # the default action would kill the process without draining or flushing.
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, on_signal)
+    print(collector.describe(), flush=True)
     while not done.wait(1.0):
         pass
     print("aitrail serve: stopping (draining requests, flushing)", flush=True)

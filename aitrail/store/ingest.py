@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import signal
 from collections import deque
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -62,9 +63,10 @@ class Converted:
 _worker_normalizers: dict[tuple, Normalizer] = {}
 
 
-def convert_payloads(items: list[tuple[str, str, bytes]], tenant: str,
+def convert_payloads(items: list[tuple[str, str, bytes, str]],
                      mapping: dict[str, list[str]] | None) -> Converted:
-    """Decode and normalize (where, kind, data) payloads into one Arrow table."""
+    """Decode and normalize (where, kind, data, tenant) payloads into one Arrow table. Runs
+    in worker processes: everything it needs comes in its arguments."""
     key = tuple(sorted((k, tuple(v)) for k, v in (mapping or {}).items()))
     normalizer = _worker_normalizers.get(key)
     if normalizer is None:
@@ -73,7 +75,7 @@ def convert_payloads(items: list[tuple[str, str, bytes]], tenant: str,
     errors: list[str] = []
     rejected: list[str] = []
     requests = 0
-    for where, kind, data in items:
+    for where, kind, data, tenant in items:
         try:
             reqs = decode_payload(kind, data)
         except BadInput as e:
@@ -92,6 +94,32 @@ def default_jobs() -> int:
     return max(1, min(4, os.cpu_count() or 1))
 
 
+def _die_with_parent(parent_pid: int) -> None:
+    """Pool worker start-up: if the parent is killed (SIGKILL leaves no time to shut the
+    pool down), its workers must not linger as orphans."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG (Linux)
+    except (OSError, AttributeError):
+        pass
+    if os.getppid() != parent_pid:  # the parent died before prctl took effect
+        os._exit(1)
+    # Ctrl-C and SIGTERM reach the whole process group; the parent decides when workers stop
+    # (it still needs them for its last flush).
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+
+def worker_pool(jobs: int) -> ProcessPoolExecutor:
+    """Worker processes for conversion. Spawned, not forked: fork() of a process running
+    threads (gRPC's, the flusher) is unsafe, and spawned workers are our direct children, so
+    they can die with us."""
+    return ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"),
+                               initializer=_die_with_parent, initargs=(os.getpid(),))
+
+
 class Ingester:
     """Turns requests into Parquet files under `root`."""
 
@@ -106,7 +134,7 @@ class Ingester:
         self.report = IngestReport()
         self.jobs = jobs
         self._pool: ProcessPoolExecutor | None = None
-        self._pending: list[tuple[str, str, bytes]] = []
+        self._pending: list[tuple[str, str, bytes, str]] = []
         self._pending_bytes = 0
         self._inflight: deque[Future[Converted]] = deque()
         self._done: list[Converted] = []
@@ -142,7 +170,7 @@ class Ingester:
             for req in reqs:
                 self.add(req, where)
             return
-        self._pending.append((where, kind, data))
+        self._pending.append((where, kind, data, self.tenant))
         self._pending_bytes += len(data)
         if self._pending_bytes >= CHUNK_BYTES:
             self._submit()
@@ -151,11 +179,8 @@ class Ingester:
         if not self._pending:
             return
         if self._pool is None:
-            # forkserver: workers never fork() a parent that may be running threads.
-            ctx = multiprocessing.get_context("forkserver" if os.name == "posix" else "spawn")
-            self._pool = ProcessPoolExecutor(self.jobs, mp_context=ctx)
-        self._inflight.append(self._pool.submit(
-            convert_payloads, self._pending, self.tenant, self.mapping))
+            self._pool = worker_pool(self.jobs)
+        self._inflight.append(self._pool.submit(convert_payloads, self._pending, self.mapping))
         self._pending, self._pending_bytes = [], 0
         while len(self._inflight) > 2 * self.jobs:  # bound memory: wait for the oldest
             self._collect(self._inflight.popleft().result())
@@ -213,7 +238,3 @@ class Ingester:
             self.close()
         return self.report
 
-
-if os.name == "posix":
-    # Workers fork from a server that has already imported the pipeline: a fast start.
-    multiprocessing.set_forkserver_preload(["aitrail.store.ingest"])

@@ -50,9 +50,12 @@ def _scalar(v: Any, col: str) -> Any:
         return None
     if col in m.INT_COLUMNS:
         try:
-            return int(v)
-        except (TypeError, ValueError):
+            n = int(v)
+        except (TypeError, ValueError, OverflowError):
             return None
+        # The columns are int64: a larger count (a string of digits, a double) would fail
+        # every flush after the span was acknowledged; it stays in `attributes` as sent.
+        return n if -2**63 <= n < 2**63 else None
     if col in m.BOOL_COLUMNS:
         if isinstance(v, str):
             return v.strip().lower() in ("true", "1", "yes")

@@ -64,8 +64,12 @@ def request_from_json_obj(doc: Any) -> ExportTraceServiceRequest:
         if "resourceLogs" in doc or "resourceMetrics" in doc:
             raise BadInput("this is OTLP logs or metrics, not traces (no resourceSpans)")
         raise BadInput("not an OTLP trace export: no resourceSpans key")
-    for obj, where in _walk_spans(doc):
-        _convert_ids(obj, _hex_to_b64, where)
+    try:
+        for obj, where in _walk_spans(doc):
+            _convert_ids(obj, _hex_to_b64, where)
+    except (AttributeError, TypeError):
+        raise BadInput("not valid OTLP/JSON: resourceSpans, scopeSpans, spans and links must "
+                       "be lists of objects") from None
     try:
         return json_format.ParseDict(doc, ExportTraceServiceRequest(), ignore_unknown_fields=True)
     except json_format.ParseError as e:

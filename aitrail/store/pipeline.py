@@ -22,13 +22,16 @@ import struct
 import threading
 import time
 from collections import OrderedDict, deque
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
 
 import orjson
+import pyarrow as pa
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from .errors import StoreError
+from .ingest import convert_payloads, worker_pool
 from .normalize import Normalizer
 from .records import Batch, _span_problem, append_request
 from .wal import WAL, Position, WALFailed
@@ -71,8 +74,12 @@ class Accepted:
 @dataclass
 class Limits:
     flush_interval_s: float = 2.0
-    flush_spans: int = 50_000
-    max_unflushed_bytes: int = 256 * 1024 * 1024
+    flush_spans: int = 50_000  # wake the flusher early once this many spans wait
+    # Request bytes converted per flush round, and per worker task: bound the flusher's
+    # memory (a span is ~1.4 KB of protobuf and several KB as Python objects).
+    flush_round_bytes: int = 32 * 1024 * 1024
+    task_bytes: int = 4 * 1024 * 1024
+    max_unflushed_bytes: int = 64 * 1024 * 1024
     min_free_disk_bytes: int = 64 * 1024 * 1024
     dedupe_window: int = 500_000  # span digests remembered for duplicate detection
 
@@ -91,13 +98,18 @@ class Pipeline:
     """One writer: its WAL under <root>/_wal/<writer_id>, its files named by writer id."""
 
     def __init__(self, root: Path, writer_id: str, mapping: dict[str, list[str]] | None = None,
-                 limits: Limits | None = None) -> None:
+                 limits: Limits | None = None, jobs: int = 1) -> None:
         if not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", writer_id):
             raise ValueError(f"invalid writer id {writer_id!r}")
         self.root = Path(root)
         self.writer_id = writer_id
         self.limits = limits or Limits()
+        self.mapping = mapping
         self.normalizer = Normalizer(mapping)
+        # jobs > 1: the flusher converts in worker processes, so conversion (the costly
+        # part) leaves this process's GIL to the receivers and uses every core.
+        self.jobs = jobs
+        self._pool = None
         self.wal_dir = self.root / "_wal" / writer_id
         self.wal = WAL(self.wal_dir)
         self._queue: deque[tuple[Position, str, bytes]] = deque()
@@ -113,6 +125,7 @@ class Pipeline:
         self._flusher: threading.Thread | None = None
         self._flush_lock = threading.Lock()
         self.flush_error: str | None = None
+        self._flush_failed = False  # an attempt may have left files of the next flush seq
         self._lock_fd: int | None = None
         self.stats = {"accepted_spans": 0, "duplicate_spans": 0, "rejected_spans": 0,
                       "flushes": 0, "flushed_spans": 0}
@@ -148,6 +161,8 @@ class Pipeline:
             self._unflushed_bytes += len(data)
             self._remember(ExportTraceServiceRequest.FromString(data), tenant)
             replayed += 1
+        if self.jobs > 1:
+            self._pool = worker_pool(self.jobs)
         self._accepting = True
         self._flusher = threading.Thread(target=self._flush_loop, name="aitrail-flusher",
                                          daemon=True)
@@ -163,9 +178,14 @@ class Pipeline:
         self._wake.set()
         if self._flusher is not None:
             self._flusher.join()
-        if not self.wal.failed:
-            self.flush()
-        self.wal.close()
+        try:
+            if not self.wal.failed:
+                self.flush()
+        finally:
+            if self._pool is not None:
+                self._pool.shutdown(cancel_futures=True)
+                self._pool = None
+            self.wal.close()
         if self._lock_fd is not None:
             os.close(self._lock_fd)  # releases the flock
             self._lock_fd = None
@@ -177,6 +197,9 @@ class Pipeline:
             if m and int(m.group(1)) > self._flush_seq:
                 log.warning("removing %s: written by a flush that did not finish", path)
                 path.unlink()
+        # Temporary files of a write that was cut short (readers never see them).
+        for path in (self.root / "spans").glob(f"*/*/*/.{self.writer_id}-f*.parquet.tmp"):
+            path.unlink(missing_ok=True)
 
     # -- accepting ---------------------------------------------------------------------------
 
@@ -285,37 +308,99 @@ class Pipeline:
                 backoff = min(backoff * 2, 30.0)
 
     def flush(self) -> int:
-        """Write every durable queued record to Parquet; returns spans written."""
+        """Write every durable queued record to Parquet, in rounds of at most
+        `limits.flush_round_bytes` (each its own files and checkpoint); returns spans
+        written."""
+        # Only what is durable now: under steady load, chasing new arrivals would make a
+        # tiny file every few ms instead of one flush per interval.
+        target = self.wal.synced
+        total = 0
+        while (n := self._flush_round(target)) > 0:
+            total += n
+        return total
+
+    def _flush_round(self, target: Position) -> int:
         with self._flush_lock:
-            synced = self.wal.synced
+            synced = min(self.wal.synced, target)
             with self._queue_lock:
                 items = []
+                size = 0
                 for item in self._queue:
-                    if item[0] > synced:
+                    if item[0] > synced or (items and size >= self.limits.flush_round_bytes):
                         break
                     items.append(item)
+                    size += len(item[2])
             if not items:
                 return 0
-            batch = Batch()
-            for _, tenant, data in items:
-                append_request(batch, ExportTraceServiceRequest.FromString(data), tenant,
-                               self.normalizer)
             seq = self._flush_seq + 1
+            if self._flush_failed:
+                # A failed attempt may have published some files under this seq. A retry
+                # carries more data, so its partitions (and file numbers) can differ, and
+                # files it does not overwrite would hold a second copy of their spans.
+                self._delete_unfinished_flush_files()
+            self._flush_failed = True
             writer = ParquetWriter(self.root, f"{self.writer_id}-f{seq:08d}")
-            writer.write(batch)
+            spans = self._convert_and_write(items, writer)
             end = items[-1][0]
             self._write_checkpoint(seq, end)
+            # From the rename on, a restart reads this checkpoint: memory must agree even if
+            # the directory fsync below fails, or the retry above would delete its files.
             self._flush_seq, self._checkpoint = seq, end
+            self._flush_failed = False
             with self._queue_lock:
                 for _ in items:
                     _, _, data = self._queue.popleft()
                     self._unflushed_bytes -= len(data)
+            # The rename must be durable before the WAL records it covers are trimmed.
+            fd = os.open(self.wal_dir, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
             self.wal.trim(end)
             self.stats["flushes"] += 1
-            self.stats["flushed_spans"] += len(batch)
-            return len(batch)
+            self.stats["flushed_spans"] += spans
+            return spans
+
+    def _convert_and_write(self, items: list[tuple[Position, str, bytes]],
+                           writer: ParquetWriter) -> int:
+        if self._pool is not None:
+            try:
+                return self._convert_in_workers(items, writer)
+            except BrokenProcessPool:
+                # A worker died (killed by hand, out of memory): convert here instead, and
+                # start a fresh pool for the next round.
+                log.error("a flush worker died; converting this round in-process")
+                self._pool.shutdown(wait=False, cancel_futures=True)
+                self._pool = worker_pool(self.jobs)
+        batch = Batch()
+        for _, tenant, data in items:
+            append_request(batch, ExportTraceServiceRequest.FromString(data), tenant,
+                           self.normalizer)
+        writer.write(batch)
+        return len(batch)
+
+    def _convert_in_workers(self, items: list[tuple[Position, str, bytes]],
+                            writer: ParquetWriter) -> int:
+        tasks: list[list[tuple[str, str, bytes, str]]] = [[]]
+        size = 0
+        for _, tenant, data in items:
+            if size >= self.limits.task_bytes:
+                tasks.append([])
+                size = 0
+            tasks[-1].append(("wal", "protobuf", data, tenant))
+            size += len(data)
+        results = list(self._pool.map(convert_payloads, tasks, [self.mapping] * len(tasks)))
+        tables = [r.table for r in results if r.table is not None]
+        if not tables:
+            return 0
+        table = pa.concat_tables(tables)
+        writer.write_table(table, [t for r in results for t in r.tenants],
+                           [h for r in results for h in r.hours])
+        return table.num_rows
 
     def _write_checkpoint(self, seq: int, end: Position) -> None:
+        """Temp file, fsync, rename; the caller fsyncs the directory."""
         tmp = self._checkpoint_path.with_suffix(".tmp")
         with open(tmp, "wb") as f:
             f.write(orjson.dumps({"flush_seq": seq, "segment": end.segment,
@@ -323,8 +408,3 @@ class Pipeline:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, self._checkpoint_path)
-        fd = os.open(self.wal_dir, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)

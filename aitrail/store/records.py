@@ -82,6 +82,12 @@ def _span_problem(sp: Any) -> str | None:
         return f"span_id must be 8 non-zero bytes, got {len(sp.span_id)} bytes"
     if len(sp.parent_span_id) not in (0, 8):
         return f"parent_span_id must be empty or 8 bytes, got {len(sp.parent_span_id)} bytes"
+    # Open proto3 enums decode any int32; the columns are int8 (schema.py), and a value that
+    # does not fit would fail every flush after the span was acknowledged.
+    if not -128 <= sp.kind <= 127:
+        return f"kind {sp.kind} is not a SpanKind"
+    if not -128 <= sp.status.code <= 127:
+        return f"status.code {sp.status.code} is not a StatusCode"
     return None
 
 
@@ -105,7 +111,8 @@ def append_request(batch: Batch, req: ExportTraceServiceRequest, tenant: str,
             for sp in ss.spans:
                 if (len(sp.trace_id) != 16 or len(sp.span_id) != 8
                         or len(sp.parent_span_id) not in (0, 8)
-                        or sp.trace_id == _ZERO_TRACE or sp.span_id == _ZERO_SPAN):
+                        or sp.trace_id == _ZERO_TRACE or sp.span_id == _ZERO_SPAN
+                        or not -128 <= sp.kind <= 127 or not -128 <= sp.status.code <= 127):
                     batch.rejected.append(
                         f"span {sp.span_id.hex() or '?'}: {_span_problem(sp)}")
                     continue

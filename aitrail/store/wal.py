@@ -69,6 +69,18 @@ def encode_record(payload: bytes) -> bytes:
     return _HEADER.pack(MAGIC, len(payload), zlib.crc32(payload)) + payload
 
 
+def _intact_record_after(data: bytes, off: int) -> bool:
+    """Whether a whole record with a matching checksum starts anywhere after `off`."""
+    i = data.find(MAGIC, off + 1)
+    while i != -1 and len(data) - i >= _HEADER.size:
+        _, length, crc = _HEADER.unpack_from(data, i)
+        end = i + _HEADER.size + length
+        if end <= len(data) and zlib.crc32(data[i + _HEADER.size:end]) == crc:
+            return True
+        i = data.find(MAGIC, i + 1)
+    return False
+
+
 def read_segment(path: Path, last: bool) -> tuple[list[tuple[Position, bytes]], int]:
     """Records of one segment with their end positions, and the length of its valid prefix.
     Raises WALCorrupt for damage that is not a torn tail of the last segment."""
@@ -94,7 +106,9 @@ def read_segment(path: Path, last: bool) -> tuple[list[tuple[Position, bytes]], 
                 if end < len(data):
                     last = False
         if problem is not None:
-            if last:
+            # A damaged marker or length hides where the record ends, so "at the very end"
+            # is judged by what follows: an intact record after the damage was acknowledged.
+            if last and not _intact_record_after(data, off):
                 return records, off
             raise WALCorrupt(
                 f"{path}: {problem} at byte {off}; acknowledged data after it may be lost. "
@@ -201,12 +215,15 @@ class WAL:
                 except OSError as e:
                     self._fail(f"WAL write failed: {e.strerror or e}")
                 target = Position(self._segment, self._written)
-                fd = self._file.fileno()
+                # A duplicate: a rotation may close the file while we sync outside the lock.
+                fd = os.dup(self._file.fileno())
             try:
                 os.fdatasync(fd)  # outside the lock: appends go on while we wait
             except OSError as e:
                 with self._lock:
                     self._fail(f"WAL fsync failed: {e.strerror or e}")
+            finally:
+                os.close(fd)
             with self._lock:
                 if target > self._synced:
                     self._synced = target

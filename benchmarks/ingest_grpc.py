@@ -1,0 +1,282 @@
+"""Collector benchmark: durable spans/s through OTLP/gRPC, export latency, collector RSS.
+
+Same load as ingest_file.py (6-span AI traces, ~1.35 KB/span), pre-serialized into requests
+of 512 spans, sent with 16 calls in flight from this process to a collector in another
+process. Measured in the same run:
+
+- NOOP: a gRPC server (another process) that answers every Export at once: the transport's
+  ceiling on this machine.
+- FLOOR: aitrail's in-process ingest of the same requests (Ingester.add + flush): conversion
+  and Parquet without any network or WAL.
+- AITRAIL: `aitrail serve` (one process): acknowledged = fsync'd in the WAL, so acked spans/s
+  is the durable rate; also the time until the flusher has written everything to Parquet.
+
+Targets on this 2-core machine: >= 30,000 spans/s durable, collector RSS <= 300 MB.
+
+    .venv/bin/python benchmarks/ingest_grpc.py [--spans 200000] [--inflight 16] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import grpc
+import orjson
+from google.rpc.error_details_pb2 import RetryInfo
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from ingest_file import make_load
+
+from aitrail.store.ingest import Ingester
+
+EXPORT = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
+TARGET_SPANS_PER_S = 30_000
+TARGET_RSS_MB = 300
+
+NOOP_SERVER = r'''
+import sys, grpc
+from concurrent.futures import ThreadPoolExecutor
+server = grpc.server(ThreadPoolExecutor(16),
+                     options=[("grpc.max_receive_message_length", 64 * 1024 * 1024)])
+handler = grpc.method_handlers_generic_handler(
+    "opentelemetry.proto.collector.trace.v1.TraceService",
+    {"Export": grpc.unary_unary_rpc_method_handler(lambda req, ctx: b"",
+                                                   request_deserializer=None,
+                                                   response_serializer=None)})
+server.add_generic_rpc_handlers((handler,))
+port = server.add_insecure_port("127.0.0.1:0")
+server.start()
+print(f"OTLP/gRPC on 127.0.0.1:{port}", flush=True)
+sys.stdin.read()
+server.stop(0)
+'''
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+class Peak:
+    """Samples a process's RSS in the background."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid, self.peak, self._stop = pid, 0.0, threading.Event()
+        self._t = threading.Thread(target=self._run, daemon=True)
+        self._t.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.05):
+            try:
+                self.peak = max(self.peak, tree_rss_mb(self.pid))
+            except OSError:
+                return
+
+    def stop(self) -> float:
+        self._stop.set()
+        self._t.join()
+        return self.peak
+
+
+def blast(port: int, payloads: list[bytes], inflight: int) -> tuple[float, list[float]]:
+    """Send every payload with `inflight` calls outstanding; returns (seconds, latencies)."""
+    channel = grpc.insecure_channel(f"127.0.0.1:{port}", options=[
+        ("grpc.max_send_message_length", 64 * 1024 * 1024)])
+    call = channel.unary_unary(EXPORT, request_serializer=None, response_deserializer=None)
+    grpc.channel_ready_future(channel).result(timeout=30)
+    sem = threading.Semaphore(inflight)
+    latencies: list[float] = []
+    errors: list[str] = []
+    lock = threading.Lock()
+    done = threading.Event()
+    remaining = [len(payloads)]
+
+    retries = [0]
+
+    def finished(fut: grpc.Future, t0: float, payload: bytes) -> None:
+        exc = fut.exception()
+        if exc is not None and exc.code() in (grpc.StatusCode.UNAVAILABLE,
+                                              grpc.StatusCode.RESOURCE_EXHAUSTED):
+            # Back-pressure: retry after the server's RetryInfo delay, as SDK exporters do.
+            delay = 0.1
+            for key, value in exc.trailing_metadata() or ():
+                if key == "google.rpc.retryinfo-bin":
+                    info = RetryInfo.FromString(value)
+                    delay = info.retry_delay.seconds + info.retry_delay.nanos / 1e9
+            with lock:
+                retries[0] += 1
+            threading.Timer(delay, send, (payload, t0)).start()
+            return
+        dt = time.perf_counter() - t0
+        with lock:
+            if exc is not None:
+                errors.append(str(exc.code()))
+            latencies.append(dt)
+            remaining[0] -= 1
+            if remaining[0] == 0:
+                done.set()
+        sem.release()
+
+    def send(payload: bytes, t0: float) -> None:
+        fut = call.future(payload, timeout=60)
+        fut.add_done_callback(lambda f: finished(f, t0, payload))
+
+    start = time.perf_counter()
+    for p in payloads:
+        sem.acquire()
+        send(p, time.perf_counter())
+    done.wait()
+    elapsed = time.perf_counter() - start
+    channel.close()
+    if errors:
+        raise SystemExit(f"{len(errors)} exports failed, e.g. {errors[:3]}")
+    if retries[0]:
+        print(f"    ({retries[0]} exports were refused with back-pressure and retried)",
+              file=sys.stderr)
+    return elapsed, sorted(latencies)
+
+
+def pct(values: list[float], q: float) -> float:
+    return values[min(len(values) - 1, int(q * len(values)))] * 1000
+
+
+def start_server(cmd: list[str]) -> tuple[subprocess.Popen, int]:
+    proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    line = proc.stdout.readline()
+    m = re.search(r"OTLP/gRPC on [\d.]+:(\d+)", line)
+    if not m:
+        proc.kill()
+        raise SystemExit(f"server did not start: {line!r}")
+    return proc, int(m.group(1))
+
+
+def run_noop(payloads: list[bytes], inflight: int) -> dict:
+    proc, port = start_server([sys.executable, "-c", NOOP_SERVER])
+    try:
+        secs, lat = blast(port, payloads, inflight)
+    finally:
+        proc.kill()
+        proc.wait()
+    return {"seconds": secs, "p50_ms": pct(lat, 0.5), "p99_ms": pct(lat, 0.99)}
+
+
+def run_floor(payloads: list[bytes]) -> dict:
+    with tempfile.TemporaryDirectory() as d:
+        t0 = time.perf_counter()
+        ing = Ingester(Path(d), "bench")
+        for p in payloads:
+            ing.add(ExportTraceServiceRequest.FromString(p))
+        ing.flush()
+        return {"seconds": time.perf_counter() - t0}
+
+
+def tree_rss_mb(pid: int) -> float:
+    """RSS of a process and its descendants (the collector and its flush workers)."""
+    total, todo = 0.0, [pid]
+    while todo:
+        p = todo.pop()
+        try:
+            total += rss_mb(p)
+            kids = Path(f"/proc/{p}/task/{p}/children").read_text().split()
+        except OSError:
+            continue
+        todo += [int(k) for k in kids]
+    return total
+
+
+def run_aitrail(payloads: list[bytes], inflight: int, n_spans: int) -> dict:
+    with tempfile.TemporaryDirectory() as d:
+        cmd = [sys.executable, "-m", "aitrail.cli", "--store", d, "serve", "--grpc",
+               "127.0.0.1:0", "--http", "off", "--writer-id", "bench"]
+        proc, port = start_server(cmd)
+        peak = Peak(proc.pid)
+        try:
+            secs, lat = blast(port, payloads, inflight)
+            t_acked = time.perf_counter()
+            proc.send_signal(signal.SIGTERM)  # drain and flush everything
+            out, _ = proc.communicate(timeout=300)
+            flushed_secs = secs + (time.perf_counter() - t_acked)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+            rss = peak.stop()
+        m = re.search(r"stopped; (\d+) spans accepted", out)
+        accepted = int(m.group(1)) if m else -1
+        if accepted != n_spans:
+            raise SystemExit(f"collector accepted {accepted} spans, expected {n_spans}")
+        disk = sum(p.stat().st_size for p in Path(d, "spans").rglob("*.parquet"))
+    return {"seconds": secs, "p50_ms": pct(lat, 0.5), "p99_ms": pct(lat, 0.99),
+            "seconds_until_flushed": flushed_secs, "peak_rss_mb": rss,
+            "disk_bytes_per_span": disk / n_spans}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--spans", type=int, default=200_000)
+    ap.add_argument("--inflight", type=int, default=16)
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--json", action="store_true")
+    args = ap.parse_args(argv)
+    log = (lambda *a: print(*a, file=sys.stderr)) if args.json else print
+
+    payloads = make_load(args.spans, args.seed)
+    n = sum(len(ss.spans) for p in payloads[:1]
+            for rs in ExportTraceServiceRequest.FromString(p).resource_spans
+            for ss in rs.scope_spans)
+    n_spans = sum(sum(len(ss.spans) for rs in ExportTraceServiceRequest.FromString(p)
+                      .resource_spans for ss in rs.scope_spans) for p in payloads)
+    log(f"load: {n_spans:,} spans in {len(payloads)} requests of ~{n} spans, "
+        f"{sum(map(len, payloads)) / n_spans:,.0f} B/span; {args.inflight} in flight; "
+        f"{os.cpu_count()} cores")
+    noop = run_noop(payloads, args.inflight)
+    log(f"  noop sink     {n_spans / noop['seconds']:>10,.0f} spans/s")
+    floor = run_floor(payloads)
+    log(f"  floor         {n_spans / floor['seconds']:>10,.0f} spans/s (in-process ingest)")
+    ait = run_aitrail(payloads, args.inflight, n_spans)
+    rate = n_spans / ait["seconds"]
+    log(f"  aitrail       {rate:>10,.0f} spans/s acknowledged (durable)")
+    summary = {
+        "spans": n_spans, "inflight": args.inflight,
+        "noop_spans_per_s": n_spans / noop["seconds"], "noop_p50_ms": noop["p50_ms"],
+        "floor_spans_per_s": n_spans / floor["seconds"],
+        "aitrail_durable_spans_per_s": rate,
+        "aitrail_flushed_spans_per_s": n_spans / ait["seconds_until_flushed"],
+        "aitrail_p50_ms": ait["p50_ms"], "aitrail_p99_ms": ait["p99_ms"],
+        "aitrail_peak_rss_mb": ait["peak_rss_mb"],
+        "aitrail_disk_bytes_per_span": ait["disk_bytes_per_span"],
+        "pass": {"spans_per_s": rate >= TARGET_SPANS_PER_S,
+                 "rss": ait["peak_rss_mb"] <= TARGET_RSS_MB},
+    }
+    if args.json:
+        print(orjson.dumps(summary, option=orjson.OPT_INDENT_2).decode())
+    else:
+        mark = {True: "PASS", False: "MISS"}
+        print()
+        vs_noop = rate / summary["noop_spans_per_s"]
+        print(f"durable (acked)      {rate:>10,.0f} spans/s   {vs_noop:.2f}"
+              f"x noop, {rate / summary['floor_spans_per_s']:.2f}x in-process floor   "
+              f"target >= {TARGET_SPANS_PER_S:,}   {mark[summary['pass']['spans_per_s']]}")
+        print(f"flushed to Parquet   {summary['aitrail_flushed_spans_per_s']:>10,.0f} spans/s")
+        print(f"export latency       p50 {ait['p50_ms']:.1f} ms, p99 {ait['p99_ms']:.1f} ms "
+              f"(noop p50 {noop['p50_ms']:.1f} ms)")
+        print(f"collector peak RSS   {ait['peak_rss_mb']:>10.0f} MB   target <= {TARGET_RSS_MB}"
+              f"   {mark[summary['pass']['rss']]}")
+        print(f"on disk              {ait['disk_bytes_per_span']:>10.0f} B/span")
+    return 0 if all(summary["pass"].values()) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
