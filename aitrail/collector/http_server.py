@@ -61,6 +61,7 @@ class _Handler(BaseHTTPRequestHandler):
     server: OTLPHTTPServer
     protocol_version = "HTTP/1.1"
     server_version = "aitrail"
+    timeout = 60  # seconds of silence before a slow or stuck client is dropped
 
     def log_message(self, format: str, *args: object) -> None:
         log.debug("http %s - %s", self.address_string(), format % args)
@@ -190,7 +191,8 @@ class OTLPHTTPServer(ThreadingHTTPServer):
         return self.server_address[1]
 
     def start(self) -> None:
-        self._thread = threading.Thread(target=self.serve_forever, name="otlp-http",
+        self._thread = threading.Thread(target=self.serve_forever, args=(0.05,),
+                                        name="otlp-http",
                                         daemon=True)
         self._thread.start()
 

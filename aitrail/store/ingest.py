@@ -13,6 +13,8 @@ from __future__ import annotations
 import multiprocessing
 import os
 import signal
+import threading
+import time
 from collections import deque
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -95,17 +97,19 @@ def default_jobs() -> int:
 
 
 def _die_with_parent(parent_pid: int) -> None:
-    """Pool worker start-up: if the parent is killed (SIGKILL leaves no time to shut the
-    pool down), its workers must not linger as orphans."""
-    try:
-        import ctypes
-
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG (Linux)
-    except (OSError, AttributeError):
-        pass
-    if os.getppid() != parent_pid:  # the parent died before prctl took effect
+    """Pool worker start-up: if the parent is killed (SIGKILL leaves it no time to shut the
+    pool down), its workers must not linger as orphans. A watchdog thread rather than
+    prctl(PR_SET_PDEATHSIG): that signal follows the parent *thread* that spawned the worker,
+    and pools spawn from whichever thread submits first."""
+    if os.getppid() != parent_pid:
         os._exit(1)
+
+    def watch() -> None:
+        while os.getppid() == parent_pid:
+            time.sleep(0.5)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="parent-watchdog", daemon=True).start()
     # Ctrl-C and SIGTERM reach the whole process group; the parent decides when workers stop
     # (it still needs them for its last flush).
     signal.signal(signal.SIGINT, signal.SIG_IGN)

@@ -21,7 +21,7 @@ import shutil
 import struct
 import threading
 import time
-from collections import OrderedDict, deque
+from collections import deque
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
@@ -77,11 +77,11 @@ class Limits:
     flush_spans: int = 50_000  # wake the flusher early once this many spans wait
     # Request bytes converted per flush round, and per worker task: bound the flusher's
     # memory (a span is ~1.4 KB of protobuf and several KB as Python objects).
-    flush_round_bytes: int = 32 * 1024 * 1024
-    task_bytes: int = 4 * 1024 * 1024
-    max_unflushed_bytes: int = 64 * 1024 * 1024
+    flush_round_bytes: int = 16 * 1024 * 1024
+    task_bytes: int = 2 * 1024 * 1024
+    max_unflushed_bytes: int = 48 * 1024 * 1024
     min_free_disk_bytes: int = 64 * 1024 * 1024
-    dedupe_window: int = 500_000  # span digests remembered for duplicate detection
+    dedupe_window: int = 300_000  # span digests remembered for duplicate detection
 
 
 def encode_payload(tenant: str, data: bytes) -> bytes:
@@ -115,7 +115,9 @@ class Pipeline:
         self._queue: deque[tuple[Position, str, bytes]] = deque()
         self._queue_lock = threading.Lock()
         self._unflushed_bytes = 0
-        self._seen: OrderedDict[bytes, None] = OrderedDict()
+        # Digests of recently stored spans, oldest first (a dict keeps insertion order): 64-bit
+        # ints cost ~90 bytes an entry, so the default window of 300k spans is ~27 MB.
+        self._seen: dict[int, None] = {}
         self._seen_lock = threading.Lock()
         self._flush_seq = 0
         self._checkpoint = Position(0, 0)
@@ -182,13 +184,15 @@ class Pipeline:
             if not self.wal.failed:
                 self.flush()
         finally:
-            if self._pool is not None:
-                self._pool.shutdown(cancel_futures=True)
-                self._pool = None
-            self.wal.close()
-        if self._lock_fd is not None:
-            os.close(self._lock_fd)  # releases the flock
-            self._lock_fd = None
+            try:
+                if self._pool is not None:
+                    self._pool.shutdown(cancel_futures=True)
+                    self._pool = None
+                self.wal.close()
+            finally:
+                if self._lock_fd is not None:
+                    os.close(self._lock_fd)  # releases the flock
+                    self._lock_fd = None
 
     def _delete_unfinished_flush_files(self) -> None:
         pattern = re.compile(re.escape(self.writer_id) + r"-f(\d+)-\d+\.parquet$")
@@ -203,8 +207,14 @@ class Pipeline:
 
     # -- accepting ---------------------------------------------------------------------------
 
-    def _digest(self, tenant: str, span_bytes: bytes) -> bytes:
-        return hashlib.blake2b(tenant.encode() + b"\0" + span_bytes, digest_size=16).digest()
+    def _digest(self, tenant: str, span_bytes: bytes) -> int:
+        return int.from_bytes(hashlib.blake2b(tenant.encode() + b"\0" + span_bytes,
+                                              digest_size=8).digest(), "little")
+
+    def _evict(self) -> None:
+        seen, window = self._seen, self.limits.dedupe_window
+        while len(seen) > window:
+            del seen[next(iter(seen))]
 
     def _remember(self, req: ExportTraceServiceRequest, tenant: str) -> None:
         with self._seen_lock:
@@ -212,8 +222,7 @@ class Pipeline:
                 for ss in rs.scope_spans:
                     for sp in ss.spans:
                         self._seen[self._digest(tenant, sp.SerializeToString())] = None
-            while len(self._seen) > self.limits.dedupe_window:
-                self._seen.popitem(last=False)
+            self._evict()
 
     def accept(self, req: ExportTraceServiceRequest, tenant: str,
                raw: bytes | None = None) -> Accepted:
@@ -233,7 +242,7 @@ class Pipeline:
         rejected: list[str] = []
         changed = False
         stored = duplicates = 0
-        new_digests: dict[bytes, None] = {}  # ordered set
+        new_digests: dict[int, None] = {}  # ordered set
         with self._seen_lock:
             for rs in req.resource_spans:
                 for ss in rs.scope_spans:
@@ -278,8 +287,7 @@ class Pipeline:
             with self._seen_lock:
                 for d in new_digests:
                     self._seen[d] = None
-                while len(self._seen) > self.limits.dedupe_window:
-                    self._seen.popitem(last=False)
+                self._evict()
             self.stats["accepted_spans"] += stored
             if self._unflushed_spans_hint() >= self.limits.flush_spans:
                 self._wake.set()
