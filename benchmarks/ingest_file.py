@@ -303,8 +303,9 @@ def _resource(service: str, i: int) -> Resource:
     }))
 
 
-def make_load(n_spans: int, seed: int) -> list[bytes]:
-    """Serialized ExportTraceServiceRequests, each from one service (one SDK process)."""
+def make_load(n_spans: int, seed: int, span_ns: int = DAY_NS) -> list[bytes]:
+    """Serialized ExportTraceServiceRequests, each from one service (one SDK process), with
+    trace starts spread over `span_ns` (a day for file replays; an hour is live traffic)."""
     gen = LoadGen(seed)
     services = list(_SERVICES)
     resources = {s: _resource(s, i) for i, s in enumerate(services)}
@@ -319,7 +320,7 @@ def make_load(n_spans: int, seed: int) -> list[bytes]:
         out.append(req.SerializeToString())
 
     n_traces = max(1, -(-n_spans // 6))
-    step = DAY_NS // n_traces
+    step = span_ns // n_traces
     for i in range(n_traces):
         service = gen.rng.choice(services)
         start = DAY_START_NS + i * step + gen.rng.randrange(step)

@@ -1,7 +1,8 @@
 """Collector benchmark: durable spans/s through OTLP/gRPC, export latency, collector RSS.
 
-Same load as ingest_file.py (6-span AI traces, ~1.35 KB/span), pre-serialized into requests
-of 512 spans, sent with 16 calls in flight from this process to a collector in another
+Same load as ingest_file.py (6-span AI traces, ~1.35 KB/span), but live: span start times
+within one hour, as a collector receives them. Pre-serialized into requests of 512 spans,
+sent with 16 calls in flight from this process to a collector in another
 process. Measured in the same run:
 
 - NOOP: a gRPC server (another process) that answers every Export at once: the transport's
@@ -232,7 +233,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     log = (lambda *a: print(*a, file=sys.stderr)) if args.json else print
 
-    payloads = make_load(args.spans, args.seed)
+    payloads = make_load(args.spans, args.seed, span_ns=3600 * 10**9)
     n = sum(len(ss.spans) for p in payloads[:1]
             for rs in ExportTraceServiceRequest.FromString(p).resource_spans
             for ss in rs.scope_spans)

@@ -77,9 +77,9 @@ class Limits:
     flush_spans: int = 50_000  # wake the flusher early once this many spans wait
     # Request bytes converted per flush round, and per worker task: bound the flusher's
     # memory (a span is ~1.4 KB of protobuf and several KB as Python objects).
-    flush_round_bytes: int = 16 * 1024 * 1024
-    task_bytes: int = 2 * 1024 * 1024
-    max_unflushed_bytes: int = 48 * 1024 * 1024
+    flush_round_bytes: int = 32 * 1024 * 1024
+    task_bytes: int = 4 * 1024 * 1024
+    max_unflushed_bytes: int = 64 * 1024 * 1024
     min_free_disk_bytes: int = 64 * 1024 * 1024
     dedupe_window: int = 300_000  # span digests remembered for duplicate detection
 
