@@ -24,7 +24,7 @@ def test_every_query_in_the_schema_doc_runs_and_answers_on_the_samples(sample_st
 
 def test_schema_doc_names_every_column_of_every_view(sample_store):
     with Store(sample_store) as store:
-        for view in ("spans", "documents", "decisions", "changes"):
+        for view in ("spans", "documents", "decisions", "changes", "logs"):
             for col in store.sql(f"select * from {view} limit 0").columns:
                 assert re.search(rf"\b{col}\b", SCHEMA_DOC), f"{view}.{col} is undocumented"
 

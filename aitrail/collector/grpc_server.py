@@ -1,4 +1,5 @@
-"""OTLP/gRPC receiver: TraceService/Export and the standard health service.
+"""OTLP/gRPC receiver: TraceService/Export, LogsService/Export and the standard health
+service.
 
 The method is registered with no request deserializer, so the handler gets the raw bytes:
 malformed protobuf becomes INVALID_ARGUMENT (gRPC's own deserializer would answer INTERNAL,
@@ -15,6 +16,10 @@ from typing import Any
 import grpc
 from google.protobuf.message import DecodeError
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import (
+    ExportLogsServiceRequest,
+    ExportLogsServiceResponse,
+)
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
     ExportTraceServiceResponse,
@@ -27,6 +32,7 @@ from .auth import Authenticator, AuthError
 log = logging.getLogger("aitrail.collector")
 
 TRACE_SERVICE = "opentelemetry.proto.collector.trace.v1.TraceService"
+LOGS_SERVICE = "opentelemetry.proto.collector.logs.v1.LogsService"
 
 
 class _Status(grpc.Status):
@@ -56,6 +62,16 @@ class TraceReceiver:
         self.max_bytes = max_bytes
 
     def export(self, raw: bytes, context: grpc.ServicerContext) -> bytes:
+        return self._export(raw, context, ExportTraceServiceRequest, self.pipeline.accept,
+                            ExportTraceServiceResponse, "rejected_spans")
+
+    def export_logs(self, raw: bytes, context: grpc.ServicerContext) -> bytes:
+        return self._export(raw, context, ExportLogsServiceRequest,
+                            self.pipeline.accept_logs, ExportLogsServiceResponse,
+                            "rejected_log_records")
+
+    def _export(self, raw: bytes, context: grpc.ServicerContext, request_type: Any,
+                accept: Any, response_type: Any, rejected_field: str) -> bytes:
         outcome = None
         try:
             tenant = self.auth.tenant_for(context.invocation_metadata() or ())
@@ -63,20 +79,20 @@ class TraceReceiver:
             outcome = status.unauthenticated(str(e))
         else:
             try:
-                req = ExportTraceServiceRequest.FromString(raw)
+                req = request_type.FromString(raw)
             except DecodeError as e:
-                outcome = status.bad_request(f"malformed ExportTraceServiceRequest: {e}")
+                outcome = status.bad_request(f"malformed {request_type.__name__}: {e}")
             else:
                 try:
-                    accepted = self.pipeline.accept(req, tenant, raw)
+                    accepted = accept(req, tenant, raw)
                 except Exception as e:  # every store failure maps to a retryable status
                     if not isinstance(e, status.Busy | status.Unavailable):
                         log.exception("export failed")
                     outcome = status.from_exception(e)
                 else:
-                    resp = ExportTraceServiceResponse()
+                    resp = response_type()
                     if accepted.rejected:
-                        resp.partial_success.rejected_spans = accepted.rejected
+                        setattr(resp.partial_success, rejected_field, accepted.rejected)
                         resp.partial_success.error_message = accepted.message
                     return resp.SerializeToString()
         _abort(context, outcome)
@@ -94,14 +110,16 @@ def build_server(receiver: TraceReceiver, address: str, max_workers: int = 16,
                  ("grpc.so_reuseport", 0)],
         maximum_concurrent_rpcs=max_workers * 8,
     )
-    handler = grpc.method_handlers_generic_handler(TRACE_SERVICE, {
-        "Export": grpc.unary_unary_rpc_method_handler(
-            receiver.export, request_deserializer=None, response_serializer=None),
-    })
-    server.add_generic_rpc_handlers((handler,))
+    handlers = [
+        grpc.method_handlers_generic_handler(service, {
+            "Export": grpc.unary_unary_rpc_method_handler(
+                method, request_deserializer=None, response_serializer=None)})
+        for service, method in ((TRACE_SERVICE, receiver.export),
+                                (LOGS_SERVICE, receiver.export_logs))]
+    server.add_generic_rpc_handlers(handlers)
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    for name in ("", TRACE_SERVICE):
+    for name in ("", TRACE_SERVICE, LOGS_SERVICE):
         health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     if credentials is None:
         port = server.add_insecure_port(address)

@@ -1,4 +1,5 @@
-"""OTLP/HTTP receiver: POST /v1/traces with protobuf or JSON bodies, optionally gzip'd.
+"""OTLP/HTTP receiver: POST /v1/traces and /v1/logs with protobuf or JSON bodies, optionally
+gzip'd.
 
 The body limit applies after decompression and is enforced while inflating, so a gzip bomb
 costs at most `max_bytes` of memory (OTLP spec: limit the request "including after
@@ -17,13 +18,17 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import orjson
 from google.protobuf import json_format
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import (
+    ExportLogsServiceRequest,
+    ExportLogsServiceResponse,
+)
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
     ExportTraceServiceResponse,
 )
 
 from ..store.errors import BadInput
-from ..store.otlp_decode import request_from_json
+from ..store.otlp_decode import logs_request_from_json, request_from_json
 from ..store.pipeline import Busy, Pipeline, Unavailable
 from . import status
 from .auth import Authenticator, AuthError
@@ -32,6 +37,15 @@ log = logging.getLogger("aitrail.collector")
 
 PROTOBUF = "application/x-protobuf"
 JSON = "application/json"
+
+
+# path -> (request type, JSON decoder, response type, partial-success field, pipeline method)
+ROUTES = {
+    "/v1/traces": (ExportTraceServiceRequest, request_from_json, ExportTraceServiceResponse,
+                   "rejected_spans", "accept"),
+    "/v1/logs": (ExportLogsServiceRequest, logs_request_from_json, ExportLogsServiceResponse,
+                 "rejected_log_records", "accept_logs"),
+}
 
 
 class TooLarge(Exception):
@@ -123,9 +137,12 @@ class _Handler(BaseHTTPRequestHandler):
             self._fail(status.too_large(limit), reply_as)
             return
         body = self.rfile.read(length)
-        if self.path.rstrip("/") != "/v1/traces":
-            self._send(404, b"only POST /v1/traces is served here\n", "text/plain")
+        route = ROUTES.get(self.path.rstrip("/"))
+        if route is None:
+            self._send(404, b"only POST /v1/traces and /v1/logs are served here\n",
+                       "text/plain")
             return
+        request_type, from_json, response_type, rejected_field, accept_name = route
         if ctype not in (PROTOBUF, JSON):
             self._fail(status.Outcome(3, 415, f"unsupported Content-Type {ctype!r}; use "
                                       f"{PROTOBUF} or {JSON}"), PROTOBUF)
@@ -143,11 +160,11 @@ class _Handler(BaseHTTPRequestHandler):
                 raise BadInput(f"unsupported Content-Encoding {encoding!r}; use gzip")
             if ctype == PROTOBUF:
                 try:
-                    req = ExportTraceServiceRequest.FromString(body)
+                    req = request_type.FromString(body)
                 except Exception as e:
-                    raise BadInput(f"malformed ExportTraceServiceRequest: {e}") from None
+                    raise BadInput(f"malformed {request_type.__name__}: {e}") from None
             else:
-                req = request_from_json(body)
+                req = from_json(body)
         except TooLarge:
             self._fail(status.too_large(limit), ctype)
             return
@@ -155,16 +172,16 @@ class _Handler(BaseHTTPRequestHandler):
             self._fail(status.bad_request(str(e)), ctype)
             return
         try:
-            accepted = self.server.pipeline.accept(req, tenant,
-                                                   body if ctype == PROTOBUF else None)
+            accepted = getattr(self.server.pipeline, accept_name)(
+                req, tenant, body if ctype == PROTOBUF else None)
         except Exception as e:
             if not isinstance(e, Busy | Unavailable):
                 log.exception("export failed")
             self._fail(status.from_exception(e), ctype)
             return
-        resp = ExportTraceServiceResponse()
+        resp = response_type()
         if accepted.rejected:
-            resp.partial_success.rejected_spans = accepted.rejected
+            setattr(resp.partial_success, rejected_field, accepted.rejected)
             resp.partial_success.error_message = accepted.message
         out = (orjson.dumps(json_format.MessageToDict(resp)) if ctype == JSON
                else resp.SerializeToString())

@@ -17,7 +17,7 @@ from grpc_health.v1 import health_pb2
 
 from ..store.pipeline import Limits, Pipeline
 from .auth import Authenticator
-from .grpc_server import TRACE_SERVICE, TraceReceiver, build_server
+from .grpc_server import LOGS_SERVICE, TRACE_SERVICE, TraceReceiver, build_server
 from .http_server import OTLPHTTPServer
 
 log = logging.getLogger("aitrail.collector")
@@ -136,7 +136,7 @@ class Collector:
     def stop(self, grace_s: float = 10.0) -> None:
         """Stop accepting, let in-flight requests finish, flush, close the WAL."""
         if self.health is not None:
-            for name in ("", TRACE_SERVICE):
+            for name in ("", TRACE_SERVICE, LOGS_SERVICE):
                 self.health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
         if self.http_server is not None:
             self.http_server.stop()

@@ -217,3 +217,15 @@ EVENT_CONVENTIONS = {
     "db.query.result": "openllmetry", "db.search.result": "openllmetry",
     "gen_ai.content.prompt": "otel-genai-legacy", "gen_ai.content.completion": "otel-genai-legacy",
 }
+
+# GenAI content carried by log records (conventions.md 1.5). Event name -> (what it carries,
+# the role of a message it implies). "details" records carry whole structured lists in their
+# attributes; the per-message events carry one message in the body.
+LOG_CONTENT_EVENTS: dict[str, tuple[str, str | None]] = {
+    "gen_ai.client.inference.operation.details": ("details", None),
+    "gen_ai.system.message": ("input", "system"),
+    "gen_ai.user.message": ("input", "user"),
+    "gen_ai.assistant.message": ("input", "assistant"),
+    "gen_ai.tool.message": ("input", "tool"),
+    "gen_ai.choice": ("output", "assistant"),
+}

@@ -622,3 +622,39 @@ class Normalizer:
                 if docs:
                     out["documents"] = _dumps(docs)
                     out.setdefault("operation", m.DOCUMENT_EVENT_OPERATION)
+
+
+def log_content(event_name: str, attrs: Attrs, body: Any
+                ) -> tuple[str | None, str | None, str | None, bool]:
+    """GenAI content a log record carries: (input messages, output messages, system
+    instructions) as JSON text in the OTel parts shape, and whether it is the whole
+    conversation (the details event) rather than one message."""
+    kind = m.LOG_CONTENT_EVENTS.get(event_name)
+    if kind is None:
+        return None, None, None, False
+    what, role = kind
+    try:
+        if what == "details":
+            out = []
+            for key in ("gen_ai.input.messages", "gen_ai.output.messages",
+                        "gen_ai.system_instructions"):
+                v = _json_lenient(attrs.get(key))
+                out.append(_dumps(v) if isinstance(v, list) else None)
+            return out[0], out[1], out[2], True
+        body = _json_lenient(body)
+        if not isinstance(body, dict):
+            body = {"content": body}
+        if what == "output":
+            msg = body.get("message") if isinstance(body.get("message"), dict) else body
+            item = {**msg, "role": msg.get("role") or role}
+            if body.get("finish_reason") is not None:
+                item["finish_reason"] = body["finish_reason"]
+            return None, _dumps(_openai_messages([item])), None, False
+        if role == "tool" and body.get("id") is not None:
+            msg = {"role": "tool", "parts": [{"type": "tool_call_response", "id": body["id"],
+                                              "response": _json_lenient(body.get("content"))}]}
+            return _dumps([msg]), None, None, False
+        item = {**body, "role": body.get("role") or role}
+        return _dumps(_openai_messages([item])), None, None, False
+    except (TypeError, ValueError, AttributeError):  # odd shapes stay in the raw columns
+        return None, None, None, False

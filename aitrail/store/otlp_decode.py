@@ -19,6 +19,7 @@ from typing import Any
 import orjson
 from google.protobuf import json_format
 from google.protobuf.message import DecodeError
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from .errors import BadInput
@@ -72,6 +73,29 @@ def request_from_json_obj(doc: Any) -> ExportTraceServiceRequest:
                        "be lists of objects") from None
     try:
         return json_format.ParseDict(doc, ExportTraceServiceRequest(), ignore_unknown_fields=True)
+    except json_format.ParseError as e:
+        raise BadInput(f"not valid OTLP/JSON: {e}") from None
+
+
+def logs_request_from_json(data: bytes | str) -> ExportLogsServiceRequest:
+    """OTLP/JSON logs (hex trace and span ids) as a request; raises BadInput."""
+    try:
+        doc = orjson.loads(data)
+    except orjson.JSONDecodeError as e:
+        raise BadInput(f"malformed JSON: {e}") from None
+    if not isinstance(doc, dict) or "resourceLogs" not in doc:
+        raise BadInput("not an OTLP logs export: no resourceLogs key")
+    try:
+        for i, rl in enumerate(doc.get("resourceLogs") or ()):
+            for j, sl in enumerate(rl.get("scopeLogs") or ()):
+                for k, lr in enumerate(sl.get("logRecords") or ()):
+                    where = f"resourceLogs[{i}].scopeLogs[{j}].logRecords[{k}]"
+                    _convert_ids(lr, _hex_to_b64, where)
+    except (AttributeError, TypeError):
+        raise BadInput("not valid OTLP/JSON: resourceLogs, scopeLogs and logRecords must be "
+                       "lists of objects") from None
+    try:
+        return json_format.ParseDict(doc, ExportLogsServiceRequest(), ignore_unknown_fields=True)
     except json_format.ParseError as e:
         raise BadInput(f"not valid OTLP/JSON: {e}") from None
 

@@ -28,10 +28,12 @@ from pathlib import Path
 
 import orjson
 import pyarrow as pa
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from .errors import StoreError
 from .ingest import convert_payloads, worker_pool
+from .log_records import LogBatch, append_logs_request, log_problem
 from .normalize import Normalizer
 from .records import Batch, _span_problem, append_request
 from .wal import WAL, Position, WALFailed
@@ -84,14 +86,19 @@ class Limits:
     dedupe_window: int = 300_000  # span digests remembered for duplicate detection
 
 
-def encode_payload(tenant: str, data: bytes) -> bytes:
+TRACES, LOGS = b"T", b"L"
+
+
+def encode_payload(tenant: str, data: bytes, kind: bytes = TRACES) -> bytes:
+    """A WAL record: tenant length (u16), tenant, kind (T: traces, L: logs), the request."""
     t = tenant.encode()
-    return _TENANT_LEN.pack(len(t)) + t + data
+    return _TENANT_LEN.pack(len(t)) + t + kind + data
 
 
-def decode_payload(payload: bytes) -> tuple[str, bytes]:
+def decode_payload(payload: bytes) -> tuple[str, bytes, bytes]:
+    """(tenant, request bytes, kind) of a WAL record."""
     (n,) = _TENANT_LEN.unpack_from(payload)
-    return payload[2:2 + n].decode(), payload[2 + n:]
+    return payload[2:2 + n].decode(), payload[3 + n:], payload[2 + n:3 + n]
 
 
 class Pipeline:
@@ -112,7 +119,7 @@ class Pipeline:
         self._pool = None
         self.wal_dir = self.root / "_wal" / writer_id
         self.wal = WAL(self.wal_dir)
-        self._queue: deque[tuple[Position, str, bytes]] = deque()
+        self._queue: deque[tuple[Position, str, bytes, bytes]] = deque()
         self._queue_lock = threading.Lock()
         self._unflushed_bytes = 0
         # Digests of recently stored spans, oldest first (a dict keeps insertion order): 64-bit
@@ -130,7 +137,7 @@ class Pipeline:
         self._flush_failed = False  # an attempt may have left files of the next flush seq
         self._lock_fd: int | None = None
         self.stats = {"accepted_spans": 0, "duplicate_spans": 0, "rejected_spans": 0,
-                      "flushes": 0, "flushed_spans": 0}
+                      "accepted_log_records": 0, "flushes": 0, "flushed_spans": 0}
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -158,10 +165,13 @@ class Pipeline:
         for end, payload in records:
             if end <= self._checkpoint:
                 continue
-            tenant, data = decode_payload(payload)
-            self._queue.append((end, tenant, data))
+            tenant, data, kind = decode_payload(payload)
+            self._queue.append((end, tenant, data, kind))
             self._unflushed_bytes += len(data)
-            self._remember(ExportTraceServiceRequest.FromString(data), tenant)
+            if kind == LOGS:
+                self._remember_logs(ExportLogsServiceRequest.FromString(data), tenant)
+            else:
+                self._remember(ExportTraceServiceRequest.FromString(data), tenant)
             replayed += 1
         if self.jobs > 1:
             self._pool = worker_pool(self.jobs)
@@ -196,14 +206,16 @@ class Pipeline:
 
     def _delete_unfinished_flush_files(self) -> None:
         pattern = re.compile(re.escape(self.writer_id) + r"-f(\d+)-\d+\.parquet$")
-        for path in (self.root / "spans").glob(f"*/*/*/{self.writer_id}-f*.parquet"):
-            m = pattern.match(path.name)
-            if m and int(m.group(1)) > self._flush_seq:
-                log.warning("removing %s: written by a flush that did not finish", path)
-                path.unlink()
-        # Temporary files of a write that was cut short (readers never see them).
-        for path in (self.root / "spans").glob(f"*/*/*/.{self.writer_id}-f*.parquet.tmp"):
-            path.unlink(missing_ok=True)
+        for dataset in ("spans", "logs"):
+            base = self.root / dataset
+            for path in base.glob(f"*/*/*/{self.writer_id}-f*.parquet"):
+                m = pattern.match(path.name)
+                if m and int(m.group(1)) > self._flush_seq:
+                    log.warning("removing %s: written by a flush that did not finish", path)
+                    path.unlink()
+            # Temporary files of a write that was cut short (readers never see them).
+            for path in base.glob(f"*/*/*/.{self.writer_id}-f*.parquet.tmp"):
+                path.unlink(missing_ok=True)
 
     # -- accepting ---------------------------------------------------------------------------
 
@@ -224,10 +236,15 @@ class Pipeline:
                         self._seen[self._digest(tenant, sp.SerializeToString())] = None
             self._evict()
 
-    def accept(self, req: ExportTraceServiceRequest, tenant: str,
-               raw: bytes | None = None) -> Accepted:
-        """Store a request durably; returns only after its WAL record is fsync'd. Raises
-        Busy, DiskFull or Unavailable (all retryable) when it cannot."""
+    def _remember_logs(self, req: ExportLogsServiceRequest, tenant: str) -> None:
+        with self._seen_lock:
+            for rl in req.resource_logs:
+                for sl in rl.scope_logs:
+                    for lr in sl.log_records:
+                        self._seen[self._digest(tenant, lr.SerializeToString())] = None
+            self._evict()
+
+    def _check_can_accept(self, tenant: str) -> None:
         check_tenant(tenant)
         if not self._accepting:
             raise Unavailable("the collector is shutting down")
@@ -239,6 +256,12 @@ class Pipeline:
         if free < self.limits.min_free_disk_bytes:
             raise DiskFull(f"only {free // 2**20} MiB free on the store's disk",
                            retry_after_s=30.0)
+
+    def accept(self, req: ExportTraceServiceRequest, tenant: str,
+               raw: bytes | None = None) -> Accepted:
+        """Store a request durably; returns only after its WAL record is fsync'd. Raises
+        Busy, DiskFull or Unavailable (all retryable) when it cannot."""
+        self._check_can_accept(tenant)
         rejected: list[str] = []
         changed = False
         stored = duplicates = 0
@@ -272,26 +295,68 @@ class Pipeline:
         self.stats["rejected_spans"] += len(rejected)
         self.stats["duplicate_spans"] += duplicates
         if stored:
-            data = req.SerializeToString() if changed or raw is None else raw
-            payload = encode_payload(tenant, data)
-
-            def enqueue(end: Position) -> None:
-                with self._queue_lock:
-                    self._queue.append((end, tenant, data))
-                    self._unflushed_bytes += len(data)
-
-            try:
-                self.wal.append(payload, on_written=enqueue)
-            except WALFailed as e:
-                raise Unavailable(f"the collector cannot store data: {e}") from None
-            with self._seen_lock:
-                for d in new_digests:
-                    self._seen[d] = None
-                self._evict()
+            self._append(tenant, req.SerializeToString() if changed or raw is None else raw,
+                         TRACES, new_digests)
             self.stats["accepted_spans"] += stored
-            if self._unflushed_spans_hint() >= self.limits.flush_spans:
-                self._wake.set()
         return Accepted(stored, len(rejected), duplicates, message)
+
+    def accept_logs(self, req: ExportLogsServiceRequest, tenant: str,
+                    raw: bytes | None = None) -> Accepted:
+        """Like `accept`, for log records (`Accepted.spans` counts records)."""
+        self._check_can_accept(tenant)
+        rejected: list[str] = []
+        changed = False
+        stored = duplicates = 0
+        new_digests: dict[int, None] = {}
+        with self._seen_lock:
+            for rl in req.resource_logs:
+                for sl in rl.scope_logs:
+                    keep = []
+                    for lr in sl.log_records:
+                        problem = log_problem(lr)
+                        if problem:
+                            rejected.append(problem)
+                            changed = True
+                            continue
+                        d = self._digest(tenant, lr.SerializeToString())
+                        if d in self._seen or d in new_digests:
+                            duplicates += 1
+                            changed = True
+                            continue
+                        new_digests[d] = None
+                        keep.append(lr)
+                    if changed:
+                        del sl.log_records[:]
+                        sl.log_records.extend(keep)
+                    stored += len(keep)
+        message = ""
+        if rejected:
+            message = f"{len(rejected)} log record(s) rejected: " + "; ".join(rejected[:5])
+        if stored:
+            self._append(tenant, req.SerializeToString() if changed or raw is None else raw,
+                         LOGS, new_digests)
+            self.stats["accepted_log_records"] += stored
+        return Accepted(stored, len(rejected), duplicates, message)
+
+    def _append(self, tenant: str, data: bytes, kind: bytes,
+                new_digests: dict[int, None]) -> None:
+        payload = encode_payload(tenant, data, kind)
+
+        def enqueue(end: Position) -> None:
+            with self._queue_lock:
+                self._queue.append((end, tenant, data, kind))
+                self._unflushed_bytes += len(data)
+
+        try:
+            self.wal.append(payload, on_written=enqueue)
+        except WALFailed as e:
+            raise Unavailable(f"the collector cannot store data: {e}") from None
+        with self._seen_lock:
+            for d in new_digests:
+                self._seen[d] = None
+            self._evict()
+        if self._unflushed_spans_hint() >= self.limits.flush_spans:
+            self._wake.set()
 
     def _unflushed_spans_hint(self) -> int:
         # ~1.4 KB per span (performance.md): close enough to decide when to wake the flusher.
@@ -357,7 +422,7 @@ class Pipeline:
             self._flush_failed = False
             with self._queue_lock:
                 for _ in items:
-                    _, _, data = self._queue.popleft()
+                    data = self._queue.popleft()[2]
                     self._unflushed_bytes -= len(data)
             # The rename must be durable before the WAL records it covers are trimmed.
             fd = os.open(self.wal_dir, os.O_RDONLY)
@@ -370,8 +435,17 @@ class Pipeline:
             self.stats["flushed_spans"] += spans
             return spans
 
-    def _convert_and_write(self, items: list[tuple[Position, str, bytes]],
+    def _convert_and_write(self, items: list[tuple[Position, str, bytes, bytes]],
                            writer: ParquetWriter) -> int:
+        logs = [(tenant, data) for _, tenant, data, kind in items if kind == LOGS]
+        if logs:
+            batch = LogBatch()
+            for tenant, data in logs:
+                append_logs_request(batch, ExportLogsServiceRequest.FromString(data), tenant)
+            writer.write_table(batch.to_table(), batch.tenants, batch.hours, dataset="logs")
+        items = [item for item in items if item[3] != LOGS]
+        if not items:
+            return 0
         if self._pool is not None:
             try:
                 return self._convert_in_workers(items, writer)
@@ -382,17 +456,17 @@ class Pipeline:
                 self._pool.shutdown(wait=False, cancel_futures=True)
                 self._pool = worker_pool(self.jobs)
         batch = Batch()
-        for _, tenant, data in items:
+        for _, tenant, data, _kind in items:
             append_request(batch, ExportTraceServiceRequest.FromString(data), tenant,
                            self.normalizer)
         writer.write(batch)
         return len(batch)
 
-    def _convert_in_workers(self, items: list[tuple[Position, str, bytes]],
+    def _convert_in_workers(self, items: list[tuple[Position, str, bytes, bytes]],
                             writer: ParquetWriter) -> int:
         tasks: list[list[tuple[str, str, bytes, str]]] = [[]]
         size = 0
-        for _, tenant, data in items:
+        for _, tenant, data, _kind in items:
             if size >= self.limits.task_bytes:
                 tasks.append([])
                 size = 0

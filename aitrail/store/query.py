@@ -18,7 +18,7 @@ import duckdb
 import pyarrow as pa
 
 from .errors import BadInput, NotFound, QueryError
-from .schema import LIFTABLE, SPANS_SCHEMA
+from .schema import LIFTABLE, LOGS_SCHEMA, SPANS_SCHEMA
 
 DEFAULT_LIMIT = 100
 SQL_TIMEOUT_S = 30.0
@@ -97,18 +97,21 @@ class Store:
         return any((self.root / "spans").glob("tenant=*/date=*/hour=*/*.parquet"))
 
     def _create_views(self) -> None:
-        if self.has_data():
-            glob = str(self.root / "spans" / "*" / "*" / "*" / "*.parquet").replace("'", "''")
-            self.con.execute(
-                f"CREATE OR REPLACE VIEW _spans AS SELECT * FROM read_parquet('{glob}', "
-                "hive_partitioning = true, union_by_name = true, "
-                "hive_types = {'tenant': VARCHAR, 'date': DATE, 'hour': INTEGER})")
-        else:
-            empty = pa.table({f.name: pa.array([], f.type) for f in SPANS_SCHEMA})
-            self.con.register("_empty_spans", empty)
-            self.con.execute(
-                "CREATE OR REPLACE VIEW _spans AS SELECT *, CAST(NULL AS VARCHAR) AS tenant, "
-                "CAST(NULL AS DATE) AS date, CAST(NULL AS INTEGER) AS hour FROM _empty_spans")
+        for table, dataset, schema in (("_spans", "spans", SPANS_SCHEMA),
+                                       ("_logs", "logs", LOGS_SCHEMA)):
+            if any((self.root / dataset).glob("tenant=*/date=*/hour=*/*.parquet")):
+                glob = str(self.root / dataset / "*" / "*" / "*" / "*.parquet").replace("'", "''")
+                self.con.execute(
+                    f"CREATE OR REPLACE VIEW {table} AS SELECT * FROM read_parquet('{glob}', "
+                    "hive_partitioning = true, union_by_name = true, "
+                    "hive_types = {'tenant': VARCHAR, 'date': DATE, 'hour': INTEGER})")
+            else:
+                empty = pa.table({f.name: pa.array([], f.type) for f in schema})
+                self.con.register(f"{table}_empty", empty)
+                self.con.execute(
+                    f"CREATE OR REPLACE VIEW {table} AS SELECT *, CAST(NULL AS VARCHAR) AS "
+                    "tenant, CAST(NULL AS DATE) AS date, CAST(NULL AS INTEGER) AS hour "
+                    f"FROM {table}_empty")
         views = resources.files("aitrail.store").joinpath("sql/views.sql").read_text()
         self.con.execute(views.replace("{attributes_expr}", _attributes_expr()))
 

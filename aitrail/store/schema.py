@@ -125,3 +125,41 @@ FILE_METADATA = {
     b"aitrail.schema_version": str(SCHEMA_VERSION).encode(),
     b"aitrail.normalizer_version": str(NORMALIZER_VERSION).encode(),
 }
+
+# -- logs --------------------------------------------------------------------------------------
+# Every OTLP log record is kept (lossless, like spans). GenAI content that instrumentations
+# send as log records (the <= 1.36 `gen_ai.*.message` / `gen_ai.choice` events, and the
+# `gen_ai.client.inference.operation.details` record) is also extracted into the content_*
+# columns, which the `spans` view joins to the span by trace and span id.
+LOG_FIELDS: list[pa.Field] = [
+    pa.field("trace_id", pa.binary(16)),
+    pa.field("span_id", pa.binary(8)),
+    pa.field("time_unix_nano", pa.uint64()),
+    pa.field("observed_time_unix_nano", pa.uint64()),
+    pa.field("severity_number", pa.int32()),
+    pa.field("severity_text", _str),
+    pa.field("event_name", _str),
+    pa.field("body", _str),
+    pa.field("attributes", _str),
+    pa.field("dropped_attributes_count", pa.uint32()),
+    pa.field("flags", pa.uint32()),
+    pa.field("service_name", _str),
+    pa.field("resource_attributes", _str),
+    pa.field("resource_dropped_attributes_count", pa.uint32()),
+    pa.field("resource_schema_url", _str),
+    pa.field("scope_name", _str),
+    pa.field("scope_version", _str),
+    pa.field("scope_attributes", _str),
+    pa.field("scope_dropped_attributes_count", pa.uint32()),
+    pa.field("scope_schema_url", _str),
+    pa.field("content_input", _str),  # JSON list of OTel messages this record contributes
+    pa.field("content_output", _str),
+    pa.field("content_system", _str),  # JSON list of parts
+    pa.field("content_complete", pa.bool_()),  # true: the whole conversation (details event)
+    pa.field("normalizer_version", pa.uint16()),
+]
+LOGS_SCHEMA = pa.schema(LOG_FIELDS)
+LOG_DICTIONARY_COLUMNS = [
+    "severity_text", "event_name", "service_name", "resource_attributes", "resource_schema_url",
+    "scope_name", "scope_version", "scope_attributes", "scope_schema_url",
+]

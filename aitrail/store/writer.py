@@ -18,7 +18,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from .records import Batch, hour_partition
-from .schema import DICTIONARY_COLUMNS, FILE_METADATA
+from .schema import DICTIONARY_COLUMNS, FILE_METADATA, LOG_DICTIONARY_COLUMNS
 
 ROW_GROUP_SIZE = 16_384
 # Measured on the benchmark load (100k spans, one thread): zstd 3 with 1 MiB pages 443 B/span
@@ -49,14 +49,16 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def write_table(table: pa.Table, dest: Path) -> None:
+def write_table(table: pa.Table, dest: Path,
+                dictionary: list[str] | None = None) -> None:
     """Write one sorted table to `dest` atomically (temp, fsync, rename, fsync dir)."""
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = dest.with_name(f".{dest.name}.tmp")
     table = table.replace_schema_metadata({**(table.schema.metadata or {}), **FILE_METADATA})
     pq.write_table(
         table, tmp, compression="zstd", compression_level=COMPRESSION_LEVEL,
-        use_dictionary=DICTIONARY_COLUMNS, row_group_size=ROW_GROUP_SIZE,
+        use_dictionary=DICTIONARY_COLUMNS if dictionary is None else dictionary,
+        row_group_size=ROW_GROUP_SIZE,
         write_statistics=True, data_page_size=DATA_PAGE_SIZE,
     )
     with open(tmp, "rb+") as f:
@@ -78,16 +80,20 @@ class ParquetWriter:
             return []
         return self.write_table(batch.to_table(), batch.tenants, batch.hours)
 
-    def write_table(self, table: pa.Table, tenants: list[str], hours: list[int]) -> list[Path]:
-        """Write rows (each with its tenant and hour bucket) as one file per partition."""
+    def write_table(self, table: pa.Table, tenants: list[str], hours: list[int],
+                    dataset: str = "spans") -> list[Path]:
+        """Write rows (each with its tenant and hour bucket) as one file per partition of
+        `dataset` ("spans", or "logs")."""
         if not table.num_rows:
             return []
-        # One sort by (tenant, hour, trace_id, start), then contiguous slices per partition:
+        time_col, dictionary = (("start_time_unix_nano", None) if dataset == "spans"
+                                else ("time_unix_nano", LOG_DICTIONARY_COLUMNS))
+        # One sort by (tenant, hour, trace_id, time), then contiguous slices per partition:
         # cheaper than grouping rows in Python and sorting each part.
         keyed = table.append_column("_tenant", pa.array(tenants, pa.string())) \
                      .append_column("_hour", pa.array(hours, pa.int64()))
         keyed = keyed.sort_by([("_tenant", "ascending"), ("_hour", "ascending"),
-                               ("trace_id", "ascending"), ("start_time_unix_nano", "ascending")])
+                               ("trace_id", "ascending"), (time_col, "ascending")])
         tenants = keyed.column("_tenant").to_pylist()
         hours = keyed.column("_hour").to_pylist()
         table = keyed.drop_columns(["_tenant", "_hour"])
@@ -100,15 +106,16 @@ class ParquetWriter:
                 end += 1
             date, hh = hour_partition(hours[start])
             self.seq += 1
-            dest = (self.root / "spans" / f"tenant={check_tenant(tenants[start])}"
+            dest = (self.root / dataset / f"tenant={check_tenant(tenants[start])}"
                     / f"date={date}" / f"hour={hh}" / f"{self.writer_id}-{self.seq:06d}.parquet")
             parts.append((start, end, dest))
             start = end
         if len(parts) == 1 or WRITE_THREADS == 1:
             for a, b, dest in parts:
-                write_table(table.slice(a, b - a), dest)
+                write_table(table.slice(a, b - a), dest, dictionary)
         else:
             with ThreadPoolExecutor(WRITE_THREADS) as pool:
-                list(pool.map(lambda p: write_table(table.slice(p[0], p[1] - p[0]), p[2]),
-                              parts))
+                list(pool.map(
+                    lambda p: write_table(table.slice(p[0], p[1] - p[0]), p[2], dictionary),
+                    parts))
         return [dest for _, _, dest in parts]

@@ -94,7 +94,7 @@ def test_http_unknown_path_is_404_and_the_connection_keeps_serving(collector):
     req, ids = good_request(1)
     conn = http.client.HTTPConnection("127.0.0.1", collector.http_port, timeout=10)
     try:
-        missing = http_post(conn, req.SerializeToString(), path="/v1/logs")
+        missing = http_post(conn, req.SerializeToString(), path="/v1/metrics")
         good = http_post(conn, req.SerializeToString())
     finally:
         conn.close()

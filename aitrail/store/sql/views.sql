@@ -1,11 +1,29 @@
--- The public views: a contract documented in docs/schema.md. `_spans` is the raw table
--- (binary ids, nanosecond integers, attribute placeholders) and is created by query.py.
+-- The public views: a contract documented in docs/schema.md. `_spans` and `_logs` are the
+-- raw tables (binary ids, nanosecond integers, attribute placeholders), created by query.py.
+
+-- GenAI content that arrived as log records, per span: a details record carries the whole
+-- conversation; per-message events are put together in time order.
+CREATE OR REPLACE VIEW _log_content AS
+SELECT tenant, trace_id, span_id,
+    coalesce(
+        arg_max(content_input, time_unix_nano) FILTER (WHERE content_complete AND content_input IS NOT NULL),
+        to_json(flatten(list(from_json(content_input, '["JSON"]') ORDER BY time_unix_nano, observed_time_unix_nano)
+            FILTER (WHERE NOT content_complete AND content_input IS NOT NULL)))::VARCHAR) AS log_input,
+    coalesce(
+        arg_max(content_output, time_unix_nano) FILTER (WHERE content_complete AND content_output IS NOT NULL),
+        to_json(flatten(list(from_json(content_output, '["JSON"]') ORDER BY time_unix_nano, observed_time_unix_nano)
+            FILTER (WHERE NOT content_complete AND content_output IS NOT NULL)))::VARCHAR) AS log_output,
+    arg_max(content_system, time_unix_nano) FILTER (WHERE content_system IS NOT NULL) AS log_system
+FROM _logs
+WHERE span_id IS NOT NULL
+  AND (content_input IS NOT NULL OR content_output IS NOT NULL OR content_system IS NOT NULL)
+GROUP BY tenant, trace_id, span_id;
 
 CREATE OR REPLACE VIEW spans AS
 SELECT
-    tenant,
-    lower(hex(trace_id)) AS trace_id,
-    lower(hex(span_id)) AS span_id,
+    s.tenant,
+    lower(hex(s.trace_id)) AS trace_id,
+    lower(hex(s.span_id)) AS span_id,
     lower(hex(parent_span_id)) AS parent_span_id,
     name,
     CASE kind WHEN 0 THEN 'unspecified' WHEN 1 THEN 'internal' WHEN 2 THEN 'server'
@@ -33,9 +51,9 @@ SELECT
     response_model,
     input_tokens,
     output_tokens,
-    system_instructions,
-    input_messages,
-    output_messages,
+    coalesce(system_instructions, log_system) AS system_instructions,
+    coalesce(input_messages, log_input) AS input_messages,
+    coalesce(output_messages, log_output) AS output_messages,
     tool_name,
     tool_call_id,
     tool_arguments,
@@ -61,7 +79,29 @@ SELECT
     feature_flags::JSON AS feature_flags,
     deployment_environment,
     error_type
-FROM _spans;
+FROM _spans s
+LEFT JOIN _log_content c
+    ON c.tenant = s.tenant AND c.trace_id = s.trace_id AND c.span_id = s.span_id;
+
+CREATE OR REPLACE VIEW logs AS
+SELECT tenant,
+    lower(hex(trace_id)) AS trace_id,
+    lower(hex(span_id)) AS span_id,
+    make_timestamp(CAST(coalesce(nullif(time_unix_nano, 0), observed_time_unix_nano) // 1000
+                        AS BIGINT))::TIMESTAMPTZ AS time,
+    severity_number,
+    severity_text,
+    event_name,
+    service_name,
+    body::JSON AS body,
+    attributes::JSON AS attributes,
+    resource_attributes::JSON AS resource,
+    scope_name,
+    scope_version,
+    content_input AS input_messages,
+    content_output AS output_messages,
+    content_system AS system_instructions
+FROM _logs;
 
 CREATE OR REPLACE VIEW ai_calls AS
 SELECT * FROM spans WHERE ai_kind IN ('llm', 'embedding');
