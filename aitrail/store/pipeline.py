@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
+import itertools
 import logging
 import os
 import re
@@ -383,103 +384,125 @@ class Pipeline:
     def flush(self) -> int:
         """Write every durable queued record to Parquet, in rounds of at most
         `limits.flush_round_bytes` (each its own files and checkpoint); returns spans
-        written."""
+        written. Rounds are pipelined: workers convert the next round while this thread
+        writes the current one (conversion has no side effects, so order is kept by writing
+        and checkpointing strictly in queue order)."""
         # Only what is durable now: under steady load, chasing new arrivals would make a
         # tiny file every few ms instead of one flush per interval.
         target = self.wal.synced
         total = 0
-        while (n := self._flush_round(target)) > 0:
-            total += n
-        return total
-
-    def _flush_round(self, target: Position) -> int:
         with self._flush_lock:
-            synced = min(self.wal.synced, target)
-            with self._queue_lock:
-                items = []
+            taken = 0  # queue items already in a started round
+            pending: tuple[list, list | None] | None = None
+            while True:
+                items = self._take(target, skip=taken)
+                started = (items, self._start(items)) if items else None
+                taken += len(items)
+                if pending is not None:
+                    total += self._finish(*pending)
+                    taken -= len(pending[0])
+                if started is None:
+                    return total
+                pending = started
+
+    def _take(self, target: Position, skip: int) -> list[tuple[Position, str, bytes, bytes]]:
+        synced = min(self.wal.synced, target)
+        items: list[tuple[Position, str, bytes, bytes]] = []
+        size = 0
+        with self._queue_lock:
+            for item in itertools.islice(self._queue, skip, None):
+                if item[0] > synced or (items and size >= self.limits.flush_round_bytes):
+                    break
+                items.append(item)
+                size += len(item[2])
+        return items
+
+    def _start(self, items: list[tuple[Position, str, bytes, bytes]]) -> list | None:
+        """Submit a round's spans to the workers; None when converting in this process."""
+        if self._pool is None:
+            return None
+        tasks: list[list[tuple[str, str, bytes, str]]] = [[]]
+        size = 0
+        for _, tenant, data, kind in items:
+            if kind == LOGS:
+                continue
+            if size >= self.limits.task_bytes:
+                tasks.append([])
                 size = 0
-                for item in self._queue:
-                    if item[0] > synced or (items and size >= self.limits.flush_round_bytes):
-                        break
-                    items.append(item)
-                    size += len(item[2])
-            if not items:
-                return 0
-            seq = self._flush_seq + 1
-            if self._flush_failed:
-                # A failed attempt may have published some files under this seq. A retry
-                # carries more data, so its partitions (and file numbers) can differ, and
-                # files it does not overwrite would hold a second copy of their spans.
-                self._delete_unfinished_flush_files()
-            self._flush_failed = True
-            writer = ParquetWriter(self.root, f"{self.writer_id}-f{seq:08d}")
-            spans = self._convert_and_write(items, writer)
-            end = items[-1][0]
-            self._write_checkpoint(seq, end)
-            # From the rename on, a restart reads this checkpoint: memory must agree even if
-            # the directory fsync below fails, or the retry above would delete its files.
-            self._flush_seq, self._checkpoint = seq, end
-            self._flush_failed = False
-            with self._queue_lock:
-                for _ in items:
-                    data = self._queue.popleft()[2]
-                    self._unflushed_bytes -= len(data)
-            # The rename must be durable before the WAL records it covers are trimmed.
-            fd = os.open(self.wal_dir, os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-            self.wal.trim(end)
-            self.stats["flushes"] += 1
-            self.stats["flushed_spans"] += spans
-            return spans
+            tasks[-1].append(("wal", "protobuf", data, tenant))
+            size += len(data)
+        try:
+            return [self._pool.submit(convert_payloads, t, self.mapping) for t in tasks if t]
+        except BrokenProcessPool:
+            return None
+
+    def _finish(self, items: list[tuple[Position, str, bytes, bytes]],
+                futures: list | None) -> int:
+        """Write one round (in queue order), checkpoint it, drop it from the queue, trim."""
+        seq = self._flush_seq + 1
+        if self._flush_failed:
+            # A failed attempt may have published some files under this seq. A retry
+            # carries more data, so its partitions (and file numbers) can differ, and
+            # files it does not overwrite would hold a second copy of their spans.
+            self._delete_unfinished_flush_files()
+        self._flush_failed = True
+        writer = ParquetWriter(self.root, f"{self.writer_id}-f{seq:08d}")
+        spans = self._convert_and_write(items, writer, futures)
+        end = items[-1][0]
+        self._write_checkpoint(seq, end)
+        # From the rename on, a restart reads this checkpoint: memory must agree even if
+        # the directory fsync below fails, or the retry above would delete its files.
+        self._flush_seq, self._checkpoint = seq, end
+        self._flush_failed = False
+        with self._queue_lock:
+            for _ in items:
+                data = self._queue.popleft()[2]
+                self._unflushed_bytes -= len(data)
+        # The rename must be durable before the WAL records it covers are trimmed.
+        fd = os.open(self.wal_dir, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        self.wal.trim(end)
+        self.stats["flushes"] += 1
+        self.stats["flushed_spans"] += spans
+        return spans
 
     def _convert_and_write(self, items: list[tuple[Position, str, bytes, bytes]],
-                           writer: ParquetWriter) -> int:
+                           writer: ParquetWriter, futures: list | None) -> int:
         logs = [(tenant, data) for _, tenant, data, kind in items if kind == LOGS]
         if logs:
             batch = LogBatch()
             for tenant, data in logs:
                 append_logs_request(batch, ExportLogsServiceRequest.FromString(data), tenant)
             writer.write_table(batch.to_table(), batch.tenants, batch.hours, dataset="logs")
-        items = [item for item in items if item[3] != LOGS]
-        if not items:
+        spans = [item for item in items if item[3] != LOGS]
+        if not spans:
             return 0
-        if self._pool is not None:
+        if futures is not None:
             try:
-                return self._convert_in_workers(items, writer)
+                results = [f.result() for f in futures]
             except BrokenProcessPool:
                 # A worker died (killed by hand, out of memory): convert here instead, and
-                # start a fresh pool for the next round.
+                # start a fresh pool for the next rounds.
                 log.error("a flush worker died; converting this round in-process")
                 self._pool.shutdown(wait=False, cancel_futures=True)
                 self._pool = worker_pool(self.jobs)
+            else:
+                tables = [r.table for r in results if r.table is not None]
+                if not tables:
+                    return 0
+                table = pa.concat_tables(tables)
+                writer.write_table(table, [t for r in results for t in r.tenants],
+                                   [h for r in results for h in r.hours])
+                return table.num_rows
         batch = Batch()
-        for _, tenant, data, _kind in items:
+        for _, tenant, data, _kind in spans:
             append_request(batch, ExportTraceServiceRequest.FromString(data), tenant,
                            self.normalizer)
         writer.write(batch)
         return len(batch)
-
-    def _convert_in_workers(self, items: list[tuple[Position, str, bytes, bytes]],
-                            writer: ParquetWriter) -> int:
-        tasks: list[list[tuple[str, str, bytes, str]]] = [[]]
-        size = 0
-        for _, tenant, data, _kind in items:
-            if size >= self.limits.task_bytes:
-                tasks.append([])
-                size = 0
-            tasks[-1].append(("wal", "protobuf", data, tenant))
-            size += len(data)
-        results = list(self._pool.map(convert_payloads, tasks, [self.mapping] * len(tasks)))
-        tables = [r.table for r in results if r.table is not None]
-        if not tables:
-            return 0
-        table = pa.concat_tables(tables)
-        writer.write_table(table, [t for r in results for t in r.tenants],
-                           [h for r in results for h in r.hours])
-        return table.num_rows
 
     def _write_checkpoint(self, seq: int, end: Position) -> None:
         """Temp file, fsync, rename; the caller fsyncs the directory."""
