@@ -252,7 +252,8 @@ class Pipeline:
         if self.wal.failed:
             raise Unavailable(f"the collector cannot store data: {self.wal.failed}")
         if self._unflushed_bytes > self.limits.max_unflushed_bytes:
-            raise Busy("the flusher is behind; retry later", retry_after_s=2.0)
+            # A short delay keeps the queue full: the flusher drains a round in about a second.
+            raise Busy("the flusher is behind; retry later", retry_after_s=0.25)
         free = shutil.disk_usage(self.root).free
         if free < self.limits.min_free_disk_bytes:
             raise DiskFull(f"only {free // 2**20} MiB free on the store's disk",
