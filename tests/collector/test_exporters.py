@@ -85,3 +85,23 @@ def test_a_retried_export_is_stored_once(collector):
     exporter.shutdown()
     assert len(stored(collector, "chg-dup")) == 2
     assert collector.pipeline.stats["duplicate_spans"] == 2
+
+
+def test_standard_exporter_environment_variables_work_unchanged(tmp_path, monkeypatch):
+    """OTEL_EXPORTER_OTLP_ENDPOINT / _HEADERS / _COMPRESSION, read by the SDK itself."""
+    from aitrail.collector.auth import Authenticator, hash_token
+
+    from .conftest import start_collector
+
+    c = start_collector(tmp_path / "s", auth=Authenticator({hash_token("tok-env"): "acme"}))
+    try:
+        monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", f"http://127.0.0.1:{c.grpc_port}")
+        monkeypatch.setenv("OTEL_EXPORTER_OTLP_HEADERS", "authorization=Bearer%20tok-env")
+        monkeypatch.setenv("OTEL_EXPORTER_OTLP_COMPRESSION", "gzip")
+        exporter = GrpcSpanExporter()  # everything from the environment
+        assert exporter.export(make_spans("svc-env", "chg-env")) == SpanExportResult.SUCCESS
+        exporter.shutdown()
+        rows = stored(c, "chg-env")
+        assert [r["tenant"] for r in rows] == ["acme", "acme"]
+    finally:
+        c.stop(grace_s=1)
