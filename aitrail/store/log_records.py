@@ -11,7 +11,7 @@ import pyarrow as pa
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 
 from .anyvalue import attrs_to_dict, to_py
-from .normalize import log_content
+from .messages import log_content
 from .schema import LOGS_SCHEMA, NORMALIZER_VERSION
 
 _HOUR_NS = 3_600_000_000_000

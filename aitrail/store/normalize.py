@@ -9,39 +9,25 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-import orjson
-
 from . import mappings as m
+from .messages import (
+    doc,
+    dumps,
+    indexed,
+    json_lenient,
+    legacy_message,
+    oi_documents,
+    oi_message,
+    openai_messages,
+)
 from .schema import LIFT_MIN_CHARS, LIFTABLE, NORMALIZER_VERSION
 
 Attrs = Mapping[str, Any]
 
 
-def _json_lenient(v: Any) -> Any:
-    """JSON text as a value; anything that is not JSON stays as it is."""
-    if isinstance(v, str) and v[:1] in ("{", "["):
-        try:
-            return orjson.loads(v)
-        except orjson.JSONDecodeError:
-            return v
-    return v
-
-
-def _indexed(attrs: Attrs, prefix: str) -> list[dict[str, Any]]:
-    """Flattened lists (`prefix.{i}.sub.key`) as a list of {sub.key: value}, by index."""
-    groups: dict[int, dict[str, Any]] = {}
-    plen = len(prefix)
-    for k, v in attrs.items():
-        if k.startswith(prefix):
-            idx, _, sub = k[plen:].partition(".")
-            if idx.isdigit():
-                groups.setdefault(int(idx), {})[sub] = v
-    return [groups[i] for i in sorted(groups)]
-
-
 def _json_member(attrs: Attrs, key: str, member: str) -> Any:
     """A member of a JSON-object string attribute (None when absent or not JSON)."""
-    obj = _json_lenient(attrs.get(key))
+    obj = json_lenient(attrs.get(key))
     return obj.get(member) if isinstance(obj, dict) else None
 
 
@@ -65,129 +51,6 @@ def _scalar(v: Any, col: str) -> Any:
     return v if isinstance(v, str) else str(v)
 
 
-def _dumps(v: Any) -> str:
-    return orjson.dumps(v).decode()
-
-
-# -- message shapes --------------------------------------------------------------------------
-
-
-def _tool_call_part(id_: Any, name: Any, arguments: Any) -> dict[str, Any]:
-    part: dict[str, Any] = {"type": "tool_call", "name": name}
-    if id_ is not None:
-        part["id"] = id_
-    if arguments is not None:
-        part["arguments"] = _json_lenient(arguments)
-    return part
-
-
-def _oi_message(msg: dict[str, Any], finish_reason: Any = None) -> dict[str, Any]:
-    """OpenInference `llm.*_messages.{i}.message.*` -> OTel ChatMessage."""
-    role = msg.get("message.role")
-    parts: list[dict[str, Any]] = []
-    content = msg.get("message.content")
-    if role == "tool" and msg.get("message.tool_call_id") is not None:
-        parts.append({"type": "tool_call_response", "id": msg["message.tool_call_id"],
-                      "response": _json_lenient(content)})
-    elif content is not None:
-        parts.append({"type": "text", "content": content})
-    for c in _indexed(msg, "message.contents."):
-        kind = c.get("message_content.type")
-        if kind == "image":
-            parts.append({"type": "uri", "modality": "image",
-                          "uri": c.get("message_content.image.image.url")})
-        elif c.get("message_content.text") is not None:
-            parts.append({"type": "text", "content": c["message_content.text"]})
-    for tc in _indexed(msg, "message.tool_calls."):
-        parts.append(_tool_call_part(tc.get("tool_call.id"), tc.get("tool_call.function.name"),
-                                     tc.get("tool_call.function.arguments")))
-    out: dict[str, Any] = {"role": role, "parts": parts}
-    if msg.get("message.name") is not None:
-        out["name"] = msg["message.name"]
-    if finish_reason is not None:
-        out["finish_reason"] = finish_reason
-    return out
-
-
-def _legacy_message(msg: dict[str, Any]) -> dict[str, Any]:
-    """OpenLLMetry legacy `gen_ai.prompt.{i}.*` / `gen_ai.completion.{i}.*` -> OTel shape."""
-    role = msg.get("role")
-    parts: list[dict[str, Any]] = []
-    content = msg.get("content")
-    if msg.get("tool_call_id") is not None:
-        parts.append({"type": "tool_call_response", "id": msg["tool_call_id"],
-                      "response": _json_lenient(content)})
-    elif content is not None:
-        parts.append({"type": "text", "content": content})
-    for tc in _indexed(msg, "tool_calls."):
-        parts.append(_tool_call_part(tc.get("id"), tc.get("name"), tc.get("arguments")))
-    out: dict[str, Any] = {"role": role, "parts": parts}
-    if msg.get("finish_reason") is not None:
-        out["finish_reason"] = msg["finish_reason"]
-    return out
-
-
-def _openai_messages(value: Any) -> list[dict[str, Any]] | None:
-    """Chat-completions style [{role, content, tool_calls}] (GenAI <= 1.27 span events)."""
-    value = _json_lenient(value)
-    if isinstance(value, dict):
-        value = [value]
-    if not isinstance(value, list):
-        return [{"role": None, "parts": [{"type": "text", "content": str(value)}]}]
-    out = []
-    for item in value:
-        if not isinstance(item, dict):
-            out.append({"role": None, "parts": [{"type": "text", "content": str(item)}]})
-            continue
-        if "parts" in item:  # already the OTel shape
-            out.append(item)
-            continue
-        msg = item.get("message") if isinstance(item.get("message"), dict) else item
-        parts: list[dict[str, Any]] = []
-        if msg.get("content") is not None:
-            parts.append({"type": "text", "content": msg["content"]})
-        tool_calls = msg.get("tool_calls")
-        for tc in tool_calls if isinstance(tool_calls, list) else ():
-            if not isinstance(tc, dict):  # hand-written payloads: skip, never raise
-                continue
-            fn = tc.get("function")
-            fn = fn if isinstance(fn, dict) else {}
-            parts.append(_tool_call_part(tc.get("id"), fn.get("name"), fn.get("arguments")))
-        o: dict[str, Any] = {"role": msg.get("role"), "parts": parts}
-        if item.get("finish_reason") is not None:
-            o["finish_reason"] = item["finish_reason"]
-        out.append(o)
-    return out
-
-
-# -- documents -------------------------------------------------------------------------------
-
-
-def _doc(id_: Any, score: Any, content: Any, metadata: Any, uri: Any = None,
-         distance: Any = None) -> dict[str, Any]:
-    d: dict[str, Any] = {"id": id_}
-    if score is not None:
-        d["score"] = score
-    if distance is not None:  # smaller is closer: never folded into `score`
-        d["distance"] = distance
-    if content is not None:
-        d["content"] = content
-    meta = _json_lenient(metadata)
-    if meta is not None:
-        d["metadata"] = meta
-    if uri is not None:
-        d["uri"] = uri
-    return d
-
-
-def _oi_documents(attrs: Attrs, prefix: str) -> list[dict[str, Any]]:
-    return [
-        _doc(d.get("document.id"), d.get("document.score"), d.get("document.content"),
-             d.get("document.metadata"), d.get("document.url"))
-        for d in _indexed(attrs, prefix)
-    ]
-
-
 # -- decisions -------------------------------------------------------------------------------
 
 
@@ -208,8 +71,8 @@ def _decisions(attrs: Attrs, oi_kind: Any) -> list[dict[str, Any]]:
         d["verdict"] = _verdict(found.get("native_verdict"))
         out.append(d)
     if oi_kind == "GUARDRAIL":
-        result = _json_lenient(attrs.get("output.value"))
-        meta = _json_lenient(attrs.get("metadata"))
+        result = json_lenient(attrs.get("output.value"))
+        meta = json_lenient(attrs.get("metadata"))
         meta = meta if isinstance(meta, dict) else {}
         d = {"kind": "guardrail", "source": "openinference"}
         if isinstance(result, dict):
@@ -438,7 +301,7 @@ class Normalizer:
                 out[col] = v
                 lifted[k] = col
             elif isinstance(v, (list, dict)):
-                out[col] = _dumps(v)
+                out[col] = dumps(v)
 
         self._content_fallbacks(attrs, events, out, lifted, oi_kind, convention)
 
@@ -456,7 +319,7 @@ class Normalizer:
             mapped["verdict"] = _verdict(mapped.get("native_verdict"))
             decisions.insert(0, mapped)
         if decisions:
-            out["decisions"] = _dumps(decisions)
+            out["decisions"] = dumps(decisions)
             governing = [d for d in decisions if d["kind"] != "review"]
             ranked = [d for d in governing if d.get("verdict")]
             if ranked:
@@ -494,7 +357,7 @@ class Normalizer:
                 if f:
                     flags.append(f)
         if flags:
-            out["feature_flags"] = _dumps(flags)
+            out["feature_flags"] = dumps(flags)
 
         if status_code == 2 and "error_type" not in out:
             for ev in events:
@@ -552,19 +415,19 @@ class Normalizer:
         op = out.get("operation")
         if convention == "openinference":
             if "input_messages" not in out:
-                msgs = _indexed(attrs, "llm.input_messages.")
+                msgs = indexed(attrs, "llm.input_messages.")
                 if msgs:
-                    out["input_messages"] = _dumps([_oi_message(x) for x in msgs])
+                    out["input_messages"] = dumps([oi_message(x) for x in msgs])
             if "output_messages" not in out:
-                msgs = _indexed(attrs, "llm.output_messages.")
+                msgs = indexed(attrs, "llm.output_messages.")
                 if msgs:
                     fr = attrs.get("llm.finish_reason")
-                    out["output_messages"] = _dumps([_oi_message(x, fr) for x in msgs])
+                    out["output_messages"] = dumps([oi_message(x, fr) for x in msgs])
             if "documents" not in out:
-                docs = _oi_documents(attrs, "retrieval.documents.") or _oi_documents(
+                docs = oi_documents(attrs, "retrieval.documents.") or oi_documents(
                     attrs, "reranker.output_documents.")
                 if docs:
-                    out["documents"] = _dumps(docs)
+                    out["documents"] = dumps(docs)
             if op == "retrieval" and "retrieval_query" not in out:
                 q = attrs.get("input.value")
                 if isinstance(q, str):
@@ -578,13 +441,13 @@ class Normalizer:
                         lifted[key] = col
         elif convention in ("openllmetry", "openllmetry-legacy"):
             if "input_messages" not in out:
-                msgs = _indexed(attrs, "gen_ai.prompt.")
+                msgs = indexed(attrs, "gen_ai.prompt.")
                 if msgs:
-                    out["input_messages"] = _dumps([_legacy_message(x) for x in msgs])
+                    out["input_messages"] = dumps([legacy_message(x) for x in msgs])
             if "output_messages" not in out:
-                msgs = _indexed(attrs, "gen_ai.completion.")
+                msgs = indexed(attrs, "gen_ai.completion.")
                 if msgs:
-                    out["output_messages"] = _dumps([_legacy_message(x) for x in msgs])
+                    out["output_messages"] = dumps([legacy_message(x) for x in msgs])
             if op == "execute_tool":
                 if "tool_name" not in out and "traceloop.entity.name" in attrs:
                     out["tool_name"] = str(attrs["traceloop.entity.name"])
@@ -605,56 +468,20 @@ class Normalizer:
                     key, col, default_role = m.CONTENT_EVENTS[name]
                     v = (ev.get("attributes") or {}).get(key)
                     if v is not None and col not in out:
-                        msgs = _openai_messages(v) or []
+                        msgs = openai_messages(v) or []
                         for x in msgs:
                             if x.get("role") is None and default_role is not None:
                                 x["role"] = default_role
-                        out[col] = _dumps(msgs)
+                        out[col] = dumps(msgs)
             if "documents" not in out:
                 docs = []
                 for ev in events:
                     prefix = m.DOCUMENT_EVENTS.get(ev.get("name"))
                     if prefix:
                         a = ev.get("attributes") or {}
-                        docs.append(_doc(a.get(f"{prefix}.id"), a.get(f"{prefix}.score"),
+                        docs.append(doc(a.get(f"{prefix}.id"), a.get(f"{prefix}.score"),
                                          a.get(f"{prefix}.document"), a.get(f"{prefix}.metadata"),
                                          distance=a.get(f"{prefix}.distance")))
                 if docs:
-                    out["documents"] = _dumps(docs)
+                    out["documents"] = dumps(docs)
                     out.setdefault("operation", m.DOCUMENT_EVENT_OPERATION)
-
-
-def log_content(event_name: str, attrs: Attrs, body: Any
-                ) -> tuple[str | None, str | None, str | None, bool]:
-    """GenAI content a log record carries: (input messages, output messages, system
-    instructions) as JSON text in the OTel parts shape, and whether it is the whole
-    conversation (the details event) rather than one message."""
-    kind = m.LOG_CONTENT_EVENTS.get(event_name)
-    if kind is None:
-        return None, None, None, False
-    what, role = kind
-    try:
-        if what == "details":
-            out = []
-            for key in ("gen_ai.input.messages", "gen_ai.output.messages",
-                        "gen_ai.system_instructions"):
-                v = _json_lenient(attrs.get(key))
-                out.append(_dumps(v) if isinstance(v, list) else None)
-            return out[0], out[1], out[2], True
-        body = _json_lenient(body)
-        if not isinstance(body, dict):
-            body = {"content": body}
-        if what == "output":
-            msg = body.get("message") if isinstance(body.get("message"), dict) else body
-            item = {**msg, "role": msg.get("role") or role}
-            if body.get("finish_reason") is not None:
-                item["finish_reason"] = body["finish_reason"]
-            return None, _dumps(_openai_messages([item])), None, False
-        if role == "tool" and body.get("id") is not None:
-            msg = {"role": "tool", "parts": [{"type": "tool_call_response", "id": body["id"],
-                                              "response": _json_lenient(body.get("content"))}]}
-            return _dumps([msg]), None, None, False
-        item = {**body, "role": body.get("role") or role}
-        return _dumps(_openai_messages([item])), None, None, False
-    except (TypeError, ValueError, AttributeError):  # odd shapes stay in the raw columns
-        return None, None, None, False
