@@ -23,9 +23,11 @@ import struct
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pyarrow as pa
@@ -33,6 +35,7 @@ from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsSer
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from .errors import StoreError
+from .fsutil import fsync_dir
 from .ingest import convert_payloads, worker_pool
 from .log_records import LogBatch, append_logs_request, log_problem
 from .normalize import Normalizer
@@ -138,7 +141,8 @@ class Pipeline:
         self._flush_failed = False  # an attempt may have left files of the next flush seq
         self._lock_fd: int | None = None
         self.stats = {"accepted_spans": 0, "duplicate_spans": 0, "rejected_spans": 0,
-                      "accepted_log_records": 0, "flushes": 0, "flushed_spans": 0}
+                      "accepted_log_records": 0, "duplicate_log_records": 0,
+                      "rejected_log_records": 0, "flushes": 0, "flushed_spans": 0}
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -263,81 +267,58 @@ class Pipeline:
                raw: bytes | None = None) -> Accepted:
         """Store a request durably; returns only after its WAL record is fsync'd. Raises
         Busy, DiskFull or Unavailable (all retryable) when it cannot."""
+        groups = [ss.spans for rs in req.resource_spans for ss in rs.scope_spans]
+        return self._accept(req, tenant, raw, groups, TRACES, "span",
+                            lambda sp: (p := _span_problem(sp)) and
+                            f"span {sp.span_id.hex() or '?'}: {p}")
+
+    def accept_logs(self, req: ExportLogsServiceRequest, tenant: str,
+                    raw: bytes | None = None) -> Accepted:
+        """Like `accept`, for log records (`Accepted.spans` counts records)."""
+        groups = [sl.log_records for rl in req.resource_logs for sl in rl.scope_logs]
+        return self._accept(req, tenant, raw, groups, LOGS, "log record", log_problem)
+
+    def _accept(self, req: Any, tenant: str, raw: bytes | None, groups: list[Any],
+                kind: bytes, noun: str, problem_of: Callable[[Any], str | None]) -> Accepted:
+        """Drop invalid items (reported) and ones already stored (exporter retries), write the
+        rest to the WAL as one record, and return once it is durable."""
         self._check_can_accept(tenant)
         rejected: list[str] = []
         changed = False
         stored = duplicates = 0
         new_digests: dict[int, None] = {}  # ordered set
         with self._seen_lock:
-            for rs in req.resource_spans:
-                for ss in rs.scope_spans:
-                    keep = []
-                    for sp in ss.spans:
-                        problem = _span_problem(sp)
-                        if problem:
-                            rejected.append(f"span {sp.span_id.hex() or '?'}: {problem}")
-                            changed = True
-                            continue
-                        d = self._digest(tenant, sp.SerializeToString())
-                        if d in self._seen or d in new_digests:
-                            duplicates += 1
-                            changed = True
-                            continue
-                        new_digests[d] = None
-                        keep.append(sp)
-                    if changed:
-                        del ss.spans[:]
-                        ss.spans.extend(keep)
-                    stored += len(keep)
+            for items in groups:
+                keep = []
+                for item in items:
+                    problem = problem_of(item)
+                    if problem:
+                        rejected.append(problem)
+                        changed = True
+                        continue
+                    d = self._digest(tenant, item.SerializeToString())
+                    if d in self._seen or d in new_digests:
+                        duplicates += 1
+                        changed = True
+                        continue
+                    new_digests[d] = None
+                    keep.append(item)
+                if len(keep) != len(items):
+                    del items[:]
+                    items.extend(keep)
+                stored += len(keep)
         message = ""
         if rejected:
-            message = f"{len(rejected)} span(s) rejected: " + "; ".join(rejected[:5])
+            message = f"{len(rejected)} {noun}(s) rejected: " + "; ".join(rejected[:5])
             if len(rejected) > 5:
                 message += f"; and {len(rejected) - 5} more"
-        self.stats["rejected_spans"] += len(rejected)
-        self.stats["duplicate_spans"] += duplicates
+        counted = "spans" if kind == TRACES else "log_records"
+        self.stats[f"rejected_{counted}"] += len(rejected)
+        self.stats[f"duplicate_{counted}"] += duplicates
         if stored:
             self._append(tenant, req.SerializeToString() if changed or raw is None else raw,
-                         TRACES, new_digests)
-            self.stats["accepted_spans"] += stored
-        return Accepted(stored, len(rejected), duplicates, message)
-
-    def accept_logs(self, req: ExportLogsServiceRequest, tenant: str,
-                    raw: bytes | None = None) -> Accepted:
-        """Like `accept`, for log records (`Accepted.spans` counts records)."""
-        self._check_can_accept(tenant)
-        rejected: list[str] = []
-        changed = False
-        stored = duplicates = 0
-        new_digests: dict[int, None] = {}
-        with self._seen_lock:
-            for rl in req.resource_logs:
-                for sl in rl.scope_logs:
-                    keep = []
-                    for lr in sl.log_records:
-                        problem = log_problem(lr)
-                        if problem:
-                            rejected.append(problem)
-                            changed = True
-                            continue
-                        d = self._digest(tenant, lr.SerializeToString())
-                        if d in self._seen or d in new_digests:
-                            duplicates += 1
-                            changed = True
-                            continue
-                        new_digests[d] = None
-                        keep.append(lr)
-                    if changed:
-                        del sl.log_records[:]
-                        sl.log_records.extend(keep)
-                    stored += len(keep)
-        message = ""
-        if rejected:
-            message = f"{len(rejected)} log record(s) rejected: " + "; ".join(rejected[:5])
-        if stored:
-            self._append(tenant, req.SerializeToString() if changed or raw is None else raw,
-                         LOGS, new_digests)
-            self.stats["accepted_log_records"] += stored
+                         kind, new_digests)
+            self.stats[f"accepted_{counted}"] += stored
         return Accepted(stored, len(rejected), duplicates, message)
 
     def _append(self, tenant: str, data: bytes, kind: bytes,
@@ -460,11 +441,7 @@ class Pipeline:
                 data = self._queue.popleft()[2]
                 self._unflushed_bytes -= len(data)
         # The rename must be durable before the WAL records it covers are trimmed.
-        fd = os.open(self.wal_dir, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        fsync_dir(self.wal_dir)
         self.wal.trim(end)
         self.stats["flushes"] += 1
         self.stats["flushed_spans"] += spans

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import StoreError
+from .fsutil import fsync_dir
 
 MAGIC = b"ATW1"
 _HEADER = struct.Struct("<4sII")
@@ -55,14 +56,6 @@ def _segment_path(directory: Path, n: int) -> Path:
 
 def _segments(directory: Path) -> list[int]:
     return sorted(int(p.stem) for p in directory.glob("*.wal") if p.stem.isdigit())
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def encode_record(payload: bytes) -> bytes:
@@ -153,7 +146,7 @@ class WAL:
         else:
             self._segment, valid = 1, 0
         self._file = open(_segment_path(self.dir, self._segment), "ab")  # noqa: SIM115
-        _fsync_dir(self.dir)
+        fsync_dir(self.dir)
         self._written = valid
         self._synced = Position(self._segment, valid)
         return records
@@ -191,7 +184,7 @@ class WAL:
         self._segment += 1
         self._written = 0
         self._file = open(_segment_path(self.dir, self._segment), "ab")  # noqa: SIM115
-        _fsync_dir(self.dir)
+        fsync_dir(self.dir)
 
     def _flush_and_sync_locked(self) -> None:
         try:
@@ -249,7 +242,7 @@ class WAL:
                 _segment_path(self.dir, n).unlink(missing_ok=True)
                 removed += 1
         if removed:
-            _fsync_dir(self.dir)
+            fsync_dir(self.dir)
         return removed
 
     def close(self) -> None:

@@ -17,6 +17,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from .fsutil import fsync_dir
 from .records import Batch, hour_partition
 from .schema import DICTIONARY_COLUMNS, FILE_METADATA, LOG_DICTIONARY_COLUMNS
 
@@ -41,12 +42,6 @@ def check_tenant(tenant: str) -> str:
     return tenant
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def write_table(table: pa.Table, dest: Path,
@@ -64,7 +59,7 @@ def write_table(table: pa.Table, dest: Path,
     with open(tmp, "rb+") as f:
         os.fsync(f.fileno())
     os.replace(tmp, dest)
-    _fsync_dir(dest.parent)
+    fsync_dir(dest.parent)
 
 
 class ParquetWriter:
