@@ -57,6 +57,16 @@ def _ns(t: datetime | int | None) -> int | None:
     return int(t.timestamp() * 1_000_000) * 1000
 
 
+# Table macros with the `spans` columns over a pre-filtered source (see views.sql).
+_SPANS_MACROS = {
+    "_trace_spans(tid, ten)": "(SELECT * FROM _spans WHERE trace_id = tid "
+                              "AND (ten IS NULL OR tenant = ten))",
+    "_change_spans(cid, ten)": "(SELECT * FROM _spans WHERE trace_id IN (SELECT trace_id "
+                               "FROM _spans WHERE change_id = cid AND (ten IS NULL OR "
+                               "tenant = ten)) AND (ten IS NULL OR tenant = ten))",
+}
+
+
 def _attributes_expr() -> str:
     """SQL that puts lifted values back in place of their {"$col": ...} placeholders."""
     expr = "attributes"
@@ -113,7 +123,14 @@ class Store:
                     "tenant, CAST(NULL AS DATE) AS date, CAST(NULL AS INTEGER) AS hour "
                     f"FROM {table}_empty")
         views = resources.files("aitrail.store").joinpath("sql/views.sql").read_text()
-        self.con.execute(views.replace("{attributes_expr}", _attributes_expr()))
+        views = views.replace("{attributes_expr}", _attributes_expr())
+        self.con.execute(views.replace("{spans_source}", "_spans"))
+        start = views.index("CREATE OR REPLACE VIEW spans AS")
+        body = views[start:views.index(";", start)].removeprefix(
+            "CREATE OR REPLACE VIEW spans AS")
+        for macro, source in _SPANS_MACROS.items():
+            self.con.execute(f"CREATE OR REPLACE MACRO {macro} AS TABLE "
+                             + body.replace("{spans_source}", source))
 
     def close(self) -> None:
         self.con.close()
@@ -190,15 +207,8 @@ class Store:
     def trace(self, trace_id: str, tenant: str | None = None) -> Result:
         """Every span of one trace, by start time (the public `spans` columns)."""
         tid = parse_trace_id(trace_id)
-        where, params = "_spans.trace_id = ?", [tid]
-        if tenant:
-            where += " AND _spans.tenant = ?"
-            params.append(tenant)
-        res = self._fetch(
-            "SELECT s.* FROM spans s JOIN (SELECT tenant, span_id, trace_id, "
-            "start_time_unix_nano FROM _spans WHERE " + where + ") k "
-            "ON s.tenant = k.tenant AND s.trace_id = lower(hex(k.trace_id)) "
-            "AND s.span_id = lower(hex(k.span_id)) ORDER BY s.start_time, s.span_id", params)
+        res = self._fetch("SELECT * FROM _trace_spans(?, ?) ORDER BY start_time, span_id",
+                          [tid, tenant])
         if not res.rows:
             raise NotFound(f"no trace {trace_id} in {self.root}")
         return res
@@ -264,15 +274,8 @@ class Store:
 
     def change_spans(self, change_id: str, tenant: str | None = None) -> Result:
         """Every span of every trace that touched the change, in time order."""
-        params: list[Any] = [change_id]
-        tenant_sql = ""
-        if tenant:
-            tenant_sql = " AND tenant = ?"
-            params.append(tenant)
-        res = self._fetch(
-            "SELECT s.* FROM spans s WHERE (s.tenant, s.trace_id) IN ("
-            "SELECT tenant, lower(hex(trace_id)) FROM _spans WHERE change_id = ?"
-            + tenant_sql + ") ORDER BY s.start_time, s.trace_id, s.span_id", params)
+        res = self._fetch("SELECT * FROM _change_spans(?, ?) "
+                          "ORDER BY start_time, trace_id, span_id", [change_id, tenant])
         if not res.rows:
             raise NotFound(f"no change {change_id!r} in {self.root}; "
                            "`aitrail changes` lists the known ones")

@@ -1,0 +1,113 @@
+"""Query benchmark: trace by id (hour known / unknown) and a filtered 1,000-row page, on a
+generated store, through aitrail's query API (DuckDB over the Parquet files).
+
+The store is written the way the collector writes it: one flush every `--flush-spans` spans,
+so each tenant-hour holds several files (the small-file case performance.md warns about).
+Figures are medians over `--repeat` lookups of random existing traces; the baseline in the same
+run is DuckDB counting every row of the store (a full scan of one small column).
+Targets (issue 3, on a 10M-span store, after compaction): trace by id <= 5 ms p50, filtered page
+<= 100 ms. Compaction is not built yet: these are the "before" figures.
+
+    .venv/bin/python benchmarks/query.py [--spans 1000000] [--store DIR] [--repeat 50]
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from ingest_file import make_load
+
+from aitrail.store.ingest import Ingester
+from aitrail.store.query import Store
+
+
+def build(root: Path, n_spans: int, flush_spans: int, seed: int) -> int:
+    """Write the store in flushes of `flush_spans`, like a running collector would."""
+    done = 0
+    chunk = 0
+    while done < n_spans:
+        payloads = make_load(min(flush_spans, n_spans - done), seed + chunk)
+        ing = Ingester(root, "bench", writer_id=f"bench{chunk:04d}")
+        for p in payloads:
+            ing.add(ExportTraceServiceRequest.FromString(p))
+        ing.flush()
+        done += ing.report.spans
+        chunk += 1
+        print(f"\r  wrote {done:,} spans", end="", file=sys.stderr, flush=True)
+    print(file=sys.stderr)
+    return done
+
+
+def ms(samples: list[float]) -> str:
+    qs = statistics.quantiles(samples, n=100) if len(samples) > 1 else samples * 99
+    return f"p50 {statistics.median(samples) * 1000:8.1f} ms   p95 {qs[94] * 1000:8.1f} ms"
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--spans", type=int, default=1_000_000)
+    ap.add_argument("--flush-spans", type=int, default=50_000)
+    ap.add_argument("--store", type=Path, help="reuse or keep the store here")
+    ap.add_argument("--repeat", type=int, default=50)
+    ap.add_argument("--seed", type=int, default=1)
+    args = ap.parse_args(argv)
+
+    tmp = None
+    root = args.store
+    if root is None:
+        tmp = tempfile.TemporaryDirectory(prefix="aitrail-qbench-")
+        root = Path(tmp.name)
+    if not any(root.glob("spans/*/*/*/*.parquet")):
+        t0 = time.perf_counter()
+        n = build(root, args.spans, args.flush_spans, args.seed)
+        print(f"built {n:,} spans in {time.perf_counter() - t0:.0f} s", file=sys.stderr)
+    files = list(root.glob("spans/*/*/*/*.parquet"))
+    size = sum(f.stat().st_size for f in files)
+    rng = random.Random(args.seed)
+    with Store(root) as st:
+        t0 = time.perf_counter()
+        total = st.sql("select count(*) as n from _spans").rows[0]["n"]
+        scan = time.perf_counter() - t0
+        picks = st.sql("select lower(hex(trace_id)) as t, date, hour from _spans "
+                       f"using sample {max(args.repeat * 4, 200)} rows", limit=None).rows
+        rng.shuffle(picks)
+        picks = picks[:args.repeat]
+        unknown, known, pages = [], [], []
+        for p in picks:
+            t0 = time.perf_counter()
+            rows = st.trace(p["t"]).rows
+            unknown.append(time.perf_counter() - t0)
+            assert rows
+            t0 = time.perf_counter()
+            st.con.execute("select * from _spans where date = ? and hour = ? and trace_id = "
+                           "unhex(?)", [p["date"], p["hour"], p["t"]]).fetchall()
+            known.append(time.perf_counter() - t0)
+        for _ in range(max(5, args.repeat // 5)):
+            t0 = time.perf_counter()
+            res = st.search(limit=1000, verdict=rng.choice(["allow", "deny", "review"]),
+                            service=rng.choice(["support-agent", "code-review-agent",
+                                                   "oncall-assistant"]))
+            pages.append(time.perf_counter() - t0)
+    print(f"store: {total:,} spans in {len(files):,} files, {size / 2**20:,.0f} MiB "
+          f"({size / max(total, 1):.0f} B/span)")
+    print(f"baseline: count(*) over the store    {scan * 1000:8.1f} ms")
+    print(f"trace by id, hour unknown (API)      {ms(unknown)}")
+    print(f"trace by id, hour known (SQL)        {ms(known)}")
+    print(f"filtered page, 1,000 traces (API)    {ms(pages)}   "
+          f"({len(res.rows)} rows, truncated={res.truncated})")
+    if tmp is not None:
+        tmp.cleanup()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
