@@ -65,47 +65,48 @@ def request_from_json_obj(doc: Any) -> ExportTraceServiceRequest:
         if "resourceLogs" in doc or "resourceMetrics" in doc:
             raise BadInput("this is OTLP logs or metrics, not traces (no resourceSpans)")
         raise BadInput("not an OTLP trace export: no resourceSpans key")
+    return _parse(doc, _walk_spans(doc), ExportTraceServiceRequest(),
+                  "resourceSpans, scopeSpans, spans and links")
+
+
+def _walk_logs(doc: dict) -> Iterator[tuple[dict, str]]:
+    for i, rl in enumerate(doc.get("resourceLogs") or ()):
+        for j, sl in enumerate(rl.get("scopeLogs") or ()):
+            for k, lr in enumerate(sl.get("logRecords") or ()):
+                yield lr, f"resourceLogs[{i}].scopeLogs[{j}].logRecords[{k}]"
+
+
+def _parse(doc: dict, objects: Iterator[tuple[dict, str]], message: Any, lists: str) -> Any:
+    """Hex ids -> base64, then protobuf's JSON mapping (unknown fields ignored)."""
     try:
-        for obj, where in _walk_spans(doc):
+        for obj, where in objects:
             _convert_ids(obj, _hex_to_b64, where)
     except (AttributeError, TypeError):
-        raise BadInput("not valid OTLP/JSON: resourceSpans, scopeSpans, spans and links must "
-                       "be lists of objects") from None
+        raise BadInput(f"not valid OTLP/JSON: {lists} must be lists of objects") from None
     try:
-        return json_format.ParseDict(doc, ExportTraceServiceRequest(), ignore_unknown_fields=True)
+        return json_format.ParseDict(doc, message, ignore_unknown_fields=True)
     except json_format.ParseError as e:
         raise BadInput(f"not valid OTLP/JSON: {e}") from None
+
+
+def _load(data: bytes | str) -> Any:
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError as e:
+        raise BadInput(f"malformed JSON: {e}") from None
 
 
 def logs_request_from_json(data: bytes | str) -> ExportLogsServiceRequest:
     """OTLP/JSON logs (hex trace and span ids) as a request; raises BadInput."""
-    try:
-        doc = orjson.loads(data)
-    except orjson.JSONDecodeError as e:
-        raise BadInput(f"malformed JSON: {e}") from None
+    doc = _load(data)
     if not isinstance(doc, dict) or "resourceLogs" not in doc:
         raise BadInput("not an OTLP logs export: no resourceLogs key")
-    try:
-        for i, rl in enumerate(doc.get("resourceLogs") or ()):
-            for j, sl in enumerate(rl.get("scopeLogs") or ()):
-                for k, lr in enumerate(sl.get("logRecords") or ()):
-                    where = f"resourceLogs[{i}].scopeLogs[{j}].logRecords[{k}]"
-                    _convert_ids(lr, _hex_to_b64, where)
-    except (AttributeError, TypeError):
-        raise BadInput("not valid OTLP/JSON: resourceLogs, scopeLogs and logRecords must be "
-                       "lists of objects") from None
-    try:
-        return json_format.ParseDict(doc, ExportLogsServiceRequest(), ignore_unknown_fields=True)
-    except json_format.ParseError as e:
-        raise BadInput(f"not valid OTLP/JSON: {e}") from None
+    return _parse(doc, _walk_logs(doc), ExportLogsServiceRequest(),
+                  "resourceLogs, scopeLogs and logRecords")
 
 
 def request_from_json(data: bytes | str) -> ExportTraceServiceRequest:
-    try:
-        doc = orjson.loads(data)
-    except orjson.JSONDecodeError as e:
-        raise BadInput(f"malformed JSON: {e}") from None
-    return request_from_json_obj(doc)
+    return request_from_json_obj(_load(data))
 
 
 def request_from_protobuf(data: bytes) -> ExportTraceServiceRequest:
