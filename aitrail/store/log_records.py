@@ -12,6 +12,7 @@ from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsSer
 
 from .anyvalue import attrs_to_dict, to_py
 from .messages import log_content
+from .records import rows_to_arrays
 from .schema import LOGS_SCHEMA, NORMALIZER_VERSION
 
 _HOUR_NS = 3_600_000_000_000
@@ -41,10 +42,8 @@ class LogBatch:
         return len(self.rows)
 
     def to_table(self) -> pa.Table:
-        cols = list(zip(*self.rows, strict=True)) if self.rows else [()] * len(LOGS_SCHEMA)
-        return pa.Table.from_arrays(
-            [pa.array(c, type=f.type) for c, f in zip(cols, LOGS_SCHEMA, strict=True)],
-            schema=LOGS_SCHEMA)
+        return pa.Table.from_arrays(rows_to_arrays(self.rows, list(LOGS_SCHEMA)),
+                                    schema=LOGS_SCHEMA)
 
 
 def append_logs_request(batch: LogBatch, req: ExportLogsServiceRequest, tenant: str) -> None:

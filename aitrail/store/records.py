@@ -29,7 +29,12 @@ def _attrs_json(d: dict[str, Any]) -> str | None:
     return _dumps(d).decode() if d else None
 
 
-GENERIC_NAMES = [f.name for f in GENERIC_FIELDS]
+
+
+def rows_to_arrays(rows: list[tuple[Any, ...]], fields: list[pa.Field]) -> list[pa.Array]:
+    """Row tuples -> one typed Arrow array per field (the transpose runs in C)."""
+    cols = list(zip(*rows, strict=True)) if rows else [()] * len(fields)
+    return [pa.array(c, type=f.type) for c, f in zip(cols, fields, strict=True)]
 
 
 @dataclass
@@ -48,9 +53,7 @@ class Batch:
         return len(self.rows)
 
     def to_table(self) -> pa.Table:
-        generic = list(zip(*self.rows, strict=True)) if self.rows else [()] * len(GENERIC_NAMES)
-        arrays = [pa.array(col, type=f.type) for col, f in zip(generic, GENERIC_FIELDS,
-                                                              strict=True)]
+        arrays = rows_to_arrays(self.rows, GENERIC_FIELDS)
         # Audit dicts are sparse (a span fills ~8 of ~37 columns): fill by key, not by column.
         n = len(self.audits)
         audit = {name: [None] * n for name in AUDIT_NAMES}

@@ -19,6 +19,19 @@ NORMALIZER_VERSION = 1
 
 _str = pa.string()
 
+# Where a span or log record came from; the same columns in both datasets.
+_RESOURCE_SCOPE_FIELDS: list[pa.Field] = [
+    pa.field("service_name", _str),
+    pa.field("resource_attributes", _str),
+    pa.field("resource_dropped_attributes_count", pa.uint32()),
+    pa.field("resource_schema_url", _str),
+    pa.field("scope_name", _str),
+    pa.field("scope_version", _str),
+    pa.field("scope_attributes", _str),
+    pa.field("scope_dropped_attributes_count", pa.uint32()),
+    pa.field("scope_schema_url", _str),
+]
+
 GENERIC_FIELDS: list[pa.Field] = [
     pa.field("trace_id", pa.binary(16), nullable=False),
     pa.field("span_id", pa.binary(8), nullable=False),
@@ -31,15 +44,7 @@ GENERIC_FIELDS: list[pa.Field] = [
     pa.field("end_time_unix_nano", pa.uint64()),
     pa.field("status_code", pa.int8()),
     pa.field("status_message", _str),
-    pa.field("service_name", _str),
-    pa.field("resource_attributes", _str),
-    pa.field("resource_dropped_attributes_count", pa.uint32()),
-    pa.field("resource_schema_url", _str),
-    pa.field("scope_name", _str),
-    pa.field("scope_version", _str),
-    pa.field("scope_attributes", _str),
-    pa.field("scope_dropped_attributes_count", pa.uint32()),
-    pa.field("scope_schema_url", _str),
+    *_RESOURCE_SCOPE_FIELDS,
     pa.field("attributes", _str),
     pa.field("dropped_attributes_count", pa.uint32()),
     pa.field("events", _str),
@@ -143,15 +148,7 @@ LOG_FIELDS: list[pa.Field] = [
     pa.field("attributes", _str),
     pa.field("dropped_attributes_count", pa.uint32()),
     pa.field("flags", pa.uint32()),
-    pa.field("service_name", _str),
-    pa.field("resource_attributes", _str),
-    pa.field("resource_dropped_attributes_count", pa.uint32()),
-    pa.field("resource_schema_url", _str),
-    pa.field("scope_name", _str),
-    pa.field("scope_version", _str),
-    pa.field("scope_attributes", _str),
-    pa.field("scope_dropped_attributes_count", pa.uint32()),
-    pa.field("scope_schema_url", _str),
+    *_RESOURCE_SCOPE_FIELDS,
     pa.field("content_input", _str),  # JSON list of OTel messages this record contributes
     pa.field("content_output", _str),
     pa.field("content_system", _str),  # JSON list of parts
