@@ -142,6 +142,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--workers", type=int, help="processes that normalize spans and write "
                    "Parquet, beside the receiving one (default: one per core, at most 4; 1 "
                    "keeps everything in one process)")
+    s.add_argument("--compact-every", type=float, default=300, metavar="SECONDS",
+                   help="compact closed tenant-hours this often (default 300; 0: never, "
+                   "see `aitrail compact`)")
 
     s = sub.add_parser("send", help="send OTLP files to an OTLP/gRPC endpoint",
                        description="Send OTLP trace files (JSON or protobuf, gzip ok) to any "
@@ -169,6 +172,20 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Re-run normalization over every stored file (after an "
                        "upgrade or a [mapping] change). The generic columns are lossless, so "
                        "nothing is lost.")
+
+    s = sub.add_parser(
+        "compact", help="merge each closed tenant-hour into one file",
+        description="Merge the files of every closed tenant-hour (one that ended more than "
+        "--grace seconds ago) into one file sorted by trace id, with its trace index, and swap "
+        "it in atomically: readers never see a half-compacted hour. `aitrail serve` does this "
+        "on its own every --compact-every seconds; run it by hand after `aitrail ingest`. "
+        "Exit code 1 if a partition was skipped (the reason is printed).")
+    s.add_argument("--grace", type=float, default=600, metavar="SECONDS",
+                   help="an hour is closed this long after it ends (default 600)")
+    s.add_argument("--tenant", help="only this tenant's partitions")
+    s.add_argument("--dry-run", action="store_true",
+                   help="list what would be compacted, change nothing")
+    _add_format(s)
     return p
 
 
@@ -368,10 +385,33 @@ def cmd_reindex(args, root: Path, config) -> int:
     return EXIT_OK
 
 
+def cmd_compact(args, root: Path, config) -> int:
+    from .store.compact import compact_store
+
+    show = _progress(sys.stderr.isatty())
+    report = compact_store(
+        root, grace_s=args.grace, tenant=args.tenant, dry_run=args.dry_run,
+        progress=(lambda i, n: show(f"compacting {i}/{n} tenant-hours")) if show else None)
+    if show:
+        sys.stderr.write("\r\x1b[2K")
+    if args.format == "json":
+        print(orjson.dumps({**report.to_dict(), "dry_run": args.dry_run}).decode())
+    else:
+        verb = "would compact" if args.dry_run else "compacted"
+        print(f"{verb} {report.partitions} tenant-hours: {report.files_in} files "
+              f"({report.bytes_in / 2**20:.1f} MiB)"
+              + ("" if args.dry_run else f" -> {report.files_out} files "
+                 f"({report.bytes_out / 2**20:.1f} MiB), {report.spans} spans"))
+    for line in report.skipped:
+        _err(f"skipped {line}")
+    return EXIT_REJECTED if report.skipped else EXIT_OK
+
+
 def cmd_serve(args, root: Path, config) -> int:
     from .collector.auth import Authenticator
     from .collector.serve import ServeError, ServeOptions, run
     from .store.ingest import default_jobs
+    from .store.pipeline import Limits
 
     def addr(value: str) -> str | None:
         return None if value.lower() in ("off", "none", "") else value
@@ -381,7 +421,8 @@ def cmd_serve(args, root: Path, config) -> int:
         writer_id=args.writer_id, insecure=args.insecure, tls_cert=args.tls_cert,
         tls_key=args.tls_key, tls_client_ca=args.tls_client_ca,
         max_request_bytes=args.max_request_bytes, mapping=config.mapping,
-        workers=args.workers if args.workers is not None else default_jobs())
+        workers=args.workers if args.workers is not None else default_jobs(),
+        limits=Limits(compact_interval_s=args.compact_every))
     if opts.workers < 1:
         _err("--workers must be at least 1")
         return EXIT_USAGE
@@ -454,7 +495,7 @@ def cmd_token(args, _root: Path, _config) -> int:
 
 COMMANDS = {"serve": cmd_serve, "send": cmd_send, "token": cmd_token, "ingest": cmd_ingest,
             "sql": cmd_sql, "traces": cmd_traces, "show": cmd_show, "replay": cmd_replay,
-            "changes": cmd_changes, "reindex": cmd_reindex}
+            "changes": cmd_changes, "reindex": cmd_reindex, "compact": cmd_compact}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -14,6 +14,7 @@ Targets (issue 3, on a 10M-span store, after compaction): trace by id <= 5 ms p5
 from __future__ import annotations
 
 import argparse
+import hashlib
 import random
 import statistics
 import sys
@@ -21,6 +22,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import pyarrow as pa
+import pyarrow.parquet as pq
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -28,13 +31,17 @@ from ingest_file import make_load
 
 from aitrail.store.ingest import Ingester
 from aitrail.store.query import Store
+from aitrail.store.writer import write_table
 
 
-def build(root: Path, n_spans: int, flush_spans: int, seed: int) -> int:
-    """Write the store in flushes of `flush_spans`, like a running collector would."""
+def build(root: Path, n_spans: int, flush_spans: int, seed: int,
+          base_spans: int = 1_000_000) -> int:
+    """Write the store in flushes of `flush_spans`, like a running collector would. Past
+    `base_spans`, the flush files are copied with fresh trace ids (generating and
+    normalizing 10M spans takes most of an hour here; copying takes minutes)."""
     done = 0
     chunk = 0
-    while done < n_spans:
+    while done < min(n_spans, base_spans):
         payloads = make_load(min(flush_spans, n_spans - done), seed + chunk)
         ing = Ingester(root, "bench", writer_id=f"bench{chunk:04d}")
         for p in payloads:
@@ -43,6 +50,24 @@ def build(root: Path, n_spans: int, flush_spans: int, seed: int) -> int:
         done += ing.report.spans
         chunk += 1
         print(f"\r  wrote {done:,} spans", end="", file=sys.stderr, flush=True)
+    base = sorted(root.glob("spans/*/*/*/*.parquet"))
+    copy = 0
+    while done < n_spans:
+        copy += 1
+        for f in base:
+            if done >= n_spans:
+                break
+            t = pq.read_table(f)
+            ids = {}
+            salt = copy.to_bytes(4, "big")
+            new = [ids.setdefault(tid, hashlib.blake2b(tid + salt, digest_size=16).digest())
+                   for tid in t["trace_id"].to_pylist()]
+            t = t.set_column(t.schema.get_field_index("trace_id"), "trace_id",
+                             pa.array(new, pa.binary(16)))
+            t = t.sort_by([("trace_id", "ascending"), ("start_time_unix_nano", "ascending")])
+            write_table(t, f.with_name(f"copy{copy:03d}-{f.name}"), root)
+            done += t.num_rows
+            print(f"\r  wrote {done:,} spans", end="", file=sys.stderr, flush=True)
     print(file=sys.stderr)
     return done
 

@@ -34,12 +34,14 @@ import pyarrow as pa
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
+from .compact import GRACE_S, compact_store
 from .errors import StoreError
 from .fsutil import fsync_dir
 from .ingest import convert_payloads, worker_pool
 from .log_records import LogBatch, append_logs_request, log_problem
 from .normalize import Normalizer
 from .records import Batch, _span_problem, append_request
+from .trace_index import sidecar_path
 from .wal import WAL, Position, WALFailed
 from .writer import ParquetWriter, check_tenant
 
@@ -88,6 +90,9 @@ class Limits:
     max_unflushed_bytes: int = 64 * 1024 * 1024
     min_free_disk_bytes: int = 64 * 1024 * 1024
     dedupe_window: int = 300_000  # span digests remembered for duplicate detection
+    # Closed tenant-hours are compacted this often (0: never; `aitrail compact` by hand).
+    compact_interval_s: float = 300.0
+    compact_grace_s: float = GRACE_S
 
 
 TRACES, LOGS = b"T", b"L"
@@ -133,9 +138,12 @@ class Pipeline:
         self._flush_seq = 0
         self._checkpoint = Position(0, 0)
         self._wake = threading.Event()
+        self._wake_compactor = threading.Event()
         self._stopping = False
         self._accepting = False
         self._flusher: threading.Thread | None = None
+        self._compactor: threading.Thread | None = None
+        self.compact_error: str | None = None
         self._flush_lock = threading.Lock()
         self.flush_error: str | None = None
         self._flush_failed = False  # an attempt may have left files of the next flush seq
@@ -184,6 +192,10 @@ class Pipeline:
         self._flusher = threading.Thread(target=self._flush_loop, name="aitrail-flusher",
                                          daemon=True)
         self._flusher.start()
+        if self.limits.compact_interval_s > 0:
+            self._compactor = threading.Thread(target=self._compact_loop,
+                                               name="aitrail-compactor", daemon=True)
+            self._compactor.start()
         if replayed:
             log.info("replayed %d WAL records after the last checkpoint", replayed)
         return replayed
@@ -193,8 +205,11 @@ class Pipeline:
         self._accepting = False
         self._stopping = True
         self._wake.set()
+        self._wake_compactor.set()
         if self._flusher is not None:
             self._flusher.join()
+        if self._compactor is not None:
+            self._compactor.join()  # finishes the tenant-hour in progress, then stops
         try:
             if not self.wal.failed:
                 self.flush()
@@ -218,9 +233,16 @@ class Pipeline:
                 if m and int(m.group(1)) > self._flush_seq:
                     log.warning("removing %s: written by a flush that did not finish", path)
                     path.unlink()
-            # Temporary files of a write that was cut short (readers never see them).
+                    sidecar_path(path).unlink(missing_ok=True)
+            # Temporary files of a write that was cut short (readers never see them), and
+            # sidecars of files that were never published.
             for path in base.glob(f"*/*/*/.{self.writer_id}-f*.parquet.tmp"):
                 path.unlink(missing_ok=True)
+            for path in base.glob(f"*/*/*/._{self.writer_id}-f*.tids.tmp"):
+                path.unlink(missing_ok=True)
+            for path in base.glob(f"*/*/*/_{self.writer_id}-f*.tids"):
+                if not path.with_name(path.name[1:-len(".tids")] + ".parquet").exists():
+                    path.unlink(missing_ok=True)
 
     # -- accepting ---------------------------------------------------------------------------
 
@@ -362,6 +384,22 @@ class Pipeline:
                 self.flush_error = f"{type(e).__name__}: {e}"
                 log.error("flush failed, will retry: %s", self.flush_error)
                 backoff = min(backoff * 2, 30.0)
+
+    def _compact_loop(self) -> None:
+        while not self._stopping:
+            self._wake_compactor.wait(timeout=self.limits.compact_interval_s)
+            if self._stopping:
+                break
+            try:
+                report = compact_store(self.root, grace_s=self.limits.compact_grace_s,
+                                       should_stop=lambda: self._stopping)
+                self.compact_error = "; ".join(report.skipped) or None
+                if report.files_out:
+                    log.info("compacted %d tenant-hours: %d files -> %d", report.partitions,
+                             report.files_in, report.files_out)
+            except Exception as e:  # never take the collector down; try again next time
+                self.compact_error = f"{type(e).__name__}: {e}"
+                log.error("compaction failed: %s", self.compact_error)
 
     def flush(self) -> int:
         """Write every durable queued record to Parquet, in rounds of at most

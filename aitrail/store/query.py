@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -19,6 +19,7 @@ import pyarrow as pa
 
 from .errors import BadInput, NotFound, QueryError
 from .schema import LIFTABLE, LOGS_SCHEMA, SPANS_SCHEMA
+from .trace_index import Partition, TraceIndex
 
 DEFAULT_LIMIT = 100
 SQL_TIMEOUT_S = 30.0
@@ -42,6 +43,13 @@ FILTERS = {
 FACETS = ("service_name", "ai_kind", "request_model", "policy_verdict", "reviewer",
           "change_id", "user_id", "tenant")
 _ALLOWED_STATEMENTS = {"SELECT", "EXPLAIN"}
+_HOUR_NS = 3600 * 10**9
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+# A file listed by a query can be swapped away by compaction before DuckDB opens it: the
+# query is run again on the new listing (compaction swaps a partition in one rename).
+_RETRIES = 3
+_READ_OPTIONS = ("hive_partitioning = true, union_by_name = true, "
+                 "hive_types = {'tenant': VARCHAR, 'date': DATE, 'hour': INTEGER}")
 
 
 def parse_trace_id(value: str) -> bytes:
@@ -57,10 +65,8 @@ def _ns(t: datetime | int | None) -> int | None:
     return int(t.timestamp() * 1_000_000) * 1000
 
 
-# Table macros with the `spans` columns over a pre-filtered source (see views.sql).
+# A table macro with the `spans` columns over a pre-filtered source (see views.sql).
 _SPANS_MACROS = {
-    "_trace_spans(tid, ten)": "(SELECT * FROM _spans WHERE trace_id = tid "
-                              "AND (ten IS NULL OR tenant = ten))",
     "_change_spans(cid, ten)": "(SELECT * FROM _spans WHERE trace_id IN (SELECT trace_id "
                                "FROM _spans WHERE change_id = cid AND (ten IS NULL OR "
                                "tenant = ten)) AND (ten IS NULL OR tenant = ten))",
@@ -74,6 +80,34 @@ def _attributes_expr() -> str:
         expr = (f"replace({expr}, '{{\"$col\":\"{col}\"}}', "
                 f"coalesce(to_json({col})::VARCHAR, 'null'))")
     return f"CASE WHEN contains(attributes, '{{\"$col\":') THEN {expr} ELSE attributes END"
+
+
+def _vanished(e: duckdb.Error) -> bool:
+    """Did the query fail because a listed file was swapped away (compaction)?"""
+    text = str(e)
+    return isinstance(e, duckdb.IOException) and (
+        "No such file" in text or "No files found" in text or "does not exist" in text)
+
+
+def _files_sql(files: list[Path]) -> str:
+    listed = ", ".join("'" + str(f).replace("'", "''") + "'" for f in files)
+    return f"read_parquet([{listed}], {_READ_OPTIONS})"
+
+
+def _partition_ns(part: Partition) -> int:
+    return int(datetime.strptime(part.date, "%Y-%m-%d").replace(tzinfo=UTC).timestamp()
+               ) * 10**9 + part.hour * _HOUR_NS
+
+
+def _merge_trace_rows(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
+    """One trace's search rows from two batches of hours, combined."""
+    first = a if a["_start"] <= b["_start"] else b
+    out = dict(first)
+    out["matching_spans"] = a["matching_spans"] + b["matching_spans"]
+    out["errors"] = a["errors"] + b["errors"]
+    for k in ("services", "models", "verdicts", "changes"):
+        out[k] = sorted(set(a[k] or []) | set(b[k] or [])) or None
+    return out
 
 
 def _json_columns(description: list[tuple]) -> list[str]:
@@ -93,6 +127,7 @@ class Store:
 
     def __init__(self, root: str | Path) -> None:
         self.root = Path(root).resolve()
+        self.index = TraceIndex(self.root / "spans")
         self.con = duckdb.connect(":memory:")
         self.con.execute("SET TimeZone = 'UTC'")
         self._create_views()
@@ -113,8 +148,7 @@ class Store:
                 glob = str(self.root / dataset / "*" / "*" / "*" / "*.parquet").replace("'", "''")
                 self.con.execute(
                     f"CREATE OR REPLACE VIEW {table} AS SELECT * FROM read_parquet('{glob}', "
-                    "hive_partitioning = true, union_by_name = true, "
-                    "hive_types = {'tenant': VARCHAR, 'date': DATE, 'hour': INTEGER})")
+                    f"{_READ_OPTIONS})")
             else:
                 empty = pa.table({f.name: pa.array([], f.type) for f in schema})
                 self.con.register(f"{table}_empty", empty)
@@ -128,6 +162,7 @@ class Store:
         start = views.index("CREATE OR REPLACE VIEW spans AS")
         body = views[start:views.index(";", start)].removeprefix(
             "CREATE OR REPLACE VIEW spans AS")
+        self._spans_body = body
         for macro, source in _SPANS_MACROS.items():
             self.con.execute(f"CREATE OR REPLACE MACRO {macro} AS TABLE "
                              + body.replace("{spans_source}", source))
@@ -144,10 +179,14 @@ class Store:
     # -- helpers -----------------------------------------------------------------------------
 
     def _fetch(self, sql: str, params: list[Any] | None = None) -> Result:
-        try:
-            cur = self.con.execute(sql, params or [])
-        except duckdb.Error as e:
-            raise QueryError(str(e).splitlines()[0]) from None
+        for attempt in range(_RETRIES + 1):
+            try:
+                cur = self.con.execute(sql, params or [])
+                break
+            except duckdb.Error as e:
+                if attempt < _RETRIES and _vanished(e):
+                    continue
+                raise QueryError(str(e).splitlines()[0]) from None
         cols = [d[0] for d in cur.description]
         return Result(cols, [dict(zip(cols, r, strict=True)) for r in cur.fetchall()],
                       json_columns=_json_columns(cur.description))
@@ -190,9 +229,15 @@ class Store:
         timer = threading.Timer(timeout_s, self.con.interrupt)
         timer.start()
         try:
-            cur = self.con.execute(query)
-            cols = [d[0] for d in cur.description]
-            rows = cur.fetchmany(limit + 1) if limit is not None else cur.fetchall()
+            for attempt in range(_RETRIES + 1):
+                try:
+                    cur = self.con.execute(query)
+                    cols = [d[0] for d in cur.description]
+                    rows = cur.fetchmany(limit + 1) if limit is not None else cur.fetchall()
+                    break
+                except duckdb.IOException as e:
+                    if attempt == _RETRIES or not _vanished(e):
+                        raise
         except duckdb.InterruptException:
             raise QueryError(f"query took longer than {timeout_s:g} s and was stopped") from None
         except duckdb.Error as e:
@@ -204,27 +249,45 @@ class Store:
         return Result(cols, [dict(zip(cols, r, strict=True)) for r in rows], truncated,
                       _json_columns(cur.description))
 
-    def trace(self, trace_id: str, tenant: str | None = None) -> Result:
-        """Every span of one trace, by start time (the public `spans` columns)."""
+    def _trace_files(self, tid: bytes, tenant: str | None) -> list[Path]:
+        return self.index.files_for(tid, tenant)
+
+    def _by_trace(self, trace_id: str, tenant: str | None, select: str) -> Result:
+        """Run `select` (with {source}: the trace's rows of only the files that hold it)."""
         tid = parse_trace_id(trace_id)
-        res = self._fetch("SELECT * FROM _trace_spans(?, ?) ORDER BY start_time, span_id",
-                          [tid, tenant])
-        if not res.rows:
-            raise NotFound(f"no trace {trace_id} in {self.root}")
-        return res
+        for attempt in range(_RETRIES + 1):
+            files = self._trace_files(tid, tenant)
+            if not files:
+                raise NotFound(f"no trace {trace_id} in {self.root}")
+            source = (f"(SELECT * FROM {_files_sql(files)} WHERE trace_id = ? "
+                      "AND (CAST(? AS VARCHAR) IS NULL OR tenant = ?))")
+            try:
+                cur = self.con.execute(select.replace("{source}", source),
+                                       [tid, tenant, tenant])
+            except duckdb.Error as e:
+                if attempt < _RETRIES and _vanished(e):
+                    continue
+                raise QueryError(str(e).splitlines()[0]) from None
+            cols = [d[0] for d in cur.description]
+            res = Result(cols, [dict(zip(cols, r, strict=True)) for r in cur.fetchall()],
+                         json_columns=_json_columns(cur.description))
+            if not res.rows:
+                raise NotFound(f"no trace {trace_id} in {self.root}")
+            return res
+        raise AssertionError("unreachable")
+
+    def trace(self, trace_id: str, tenant: str | None = None) -> Result:
+        """Every span of one trace, by start time (the public `spans` columns). The trace
+        index names the file(s) holding it, whatever its hour."""
+        body = self._spans_body.replace("{spans_source}", "{source}")
+        return self._by_trace(trace_id, tenant,
+                              f"SELECT * FROM ({body}) ORDER BY start_time, span_id")
 
     def raw_trace(self, trace_id: str, tenant: str | None = None) -> list[dict[str, Any]]:
         """The stored rows of one trace (binary ids, raw columns), for lossless export."""
-        tid = parse_trace_id(trace_id)
-        sql = "SELECT * EXCLUDE (date, hour) FROM _spans WHERE trace_id = ?"
-        params: list[Any] = [tid]
-        if tenant:
-            sql += " AND tenant = ?"
-            params.append(tenant)
-        rows = self._fetch(sql + " ORDER BY start_time_unix_nano, span_id", params).rows
-        if not rows:
-            raise NotFound(f"no trace {trace_id} in {self.root}")
-        return rows
+        return self._by_trace(trace_id, tenant,
+                              "SELECT * EXCLUDE (date, hour) FROM {source} "
+                              "ORDER BY start_time_unix_nano, span_id").rows
 
     def raw_rows(self) -> list[dict[str, Any]]:
         """Every stored row (for tests and small stores; the CLI never calls this)."""
@@ -232,12 +295,48 @@ class Store:
                            "ORDER BY tenant, trace_id, span_id").rows
 
     def search(self, limit: int = DEFAULT_LIMIT, **filters: Any) -> Result:
-        """Traces with at least one span matching every filter, newest first."""
+        """Traces with at least one span matching every filter, newest first.
+
+        Tenant-hours are scanned newest first, one, then two, four... at a time, and the scan
+        stops one batch after the page is full (performance.md: a page stays fast at 10M
+        spans). A trace is placed by its earliest matching span seen; one that also matches
+        in hours older than the batch after the page is placed by its newer spans.
+        """
         where, params = self._where(filters)
-        res = self._fetch(
-            "SELECT tenant, lower(hex(trace_id)) AS trace_id, "
-            "make_timestamp(CAST(min(start_time_unix_nano) // 1000 AS BIGINT))::TIMESTAMPTZ "
-            "AS start_time, "
+        since, until = _ns(filters.get("since")), _ns(filters.get("until"))
+        parts = [p for p in self.index.partitions(filters.get("tenant") or None)
+                 if p.files
+                 and (since is None or _partition_ns(p) + _HOUR_NS > since)
+                 and (until is None or _partition_ns(p) < until)]
+        found: dict[tuple[str, bytes], dict[str, Any]] = {}
+        i, size, full_at = 0, 1, None
+        while i < len(parts) and (full_at is None or i <= full_at):
+            batch = parts[i:i + size]
+            i, size = i + size, size * 2
+            oldest = min(_partition_ns(p) for p in batch)
+            files = [f for p in batch for f, _ in p.files]
+            for row in self._search_files(files, where, params, limit):
+                key = (row["tenant"], row["trace_id"])
+                have = found.get(key)
+                found[key] = row if have is None else _merge_trace_rows(have, row)
+            if full_at is None and sum(r["_start"] >= oldest for r in found.values()) > limit:
+                full_at = i  # one more batch for traces crossing into older hours
+        rows = sorted(found.values(), key=lambda r: (-r["_start"], r["trace_id"]))
+        out = []
+        for r in rows[:limit + 1]:
+            start = r.pop("_start")
+            out.append({"tenant": r["tenant"], "trace_id": r["trace_id"].hex(),
+                        "start_time": _EPOCH + timedelta(microseconds=start // 1000),
+                        **{k: v for k, v in r.items() if k not in ("tenant", "trace_id")}})
+        cols = ["tenant", "trace_id", "start_time", "first_span", "matching_spans",
+                "services", "models", "verdicts", "changes", "errors"]
+        return Result(cols, [{c: r[c] for c in cols} for r in out[:limit]],
+                      truncated=len(out) > limit)
+
+    def _search_files(self, files: list[Path], where: str, params: list[Any],
+                      limit: int) -> list[dict[str, Any]]:
+        return self._fetch(
+            "SELECT tenant, trace_id, min(start_time_unix_nano) AS _start, "
             "arg_min(name, start_time_unix_nano) AS first_span, count(*) AS matching_spans, "
             "list(DISTINCT service_name) FILTER (WHERE service_name IS NOT NULL) AS services, "
             "list(DISTINCT coalesce(response_model, request_model)) FILTER "
@@ -246,12 +345,9 @@ class Store:
             "AS verdicts, "
             "list(DISTINCT change_id) FILTER (WHERE change_id IS NOT NULL) AS changes, "
             "count(*) FILTER (WHERE status_code = 2) AS errors "
-            f"FROM _spans WHERE {where} GROUP BY tenant, trace_id "
+            f"FROM {_files_sql(files)} WHERE {where} GROUP BY tenant, trace_id "
             "ORDER BY min(start_time_unix_nano) DESC, trace_id LIMIT ?",
-            [*params, limit + 1])
-        res.truncated = len(res.rows) > limit
-        res.rows = res.rows[:limit]
-        return res
+            [*params, limit + 1]).rows
 
     def facets(self, top: int = 10, **filters: Any) -> dict[str, list[tuple[Any, int]]]:
         """Counts of spans per value of each facet column, under the same filters."""

@@ -19,7 +19,7 @@ from .schema import AUDIT_NAMES, SPANS_SCHEMA
 from .writer import write_table
 
 
-def reindex_file(path: Path, normalizer: Normalizer) -> int:
+def reindex_file(path: Path, normalizer: Normalizer, store_root: Path) -> int:
     table = pq.read_table(path, schema=SPANS_SCHEMA)
     rows = table.to_pylist()
     for row in rows:
@@ -31,7 +31,7 @@ def reindex_file(path: Path, normalizer: Normalizer) -> int:
         row["attributes"] = orjson.dumps(stored).decode() if stored else None
         for name in AUDIT_NAMES:
             row[name] = values.get(name)
-    write_table(pa.Table.from_pylist(rows, schema=SPANS_SCHEMA), path)
+    write_table(pa.Table.from_pylist(rows, schema=SPANS_SCHEMA), path, store_root)
     return len(rows)
 
 
@@ -41,7 +41,7 @@ def reindex_store(root: Path, normalizer: Normalizer,
     files = sorted((Path(root) / "spans").glob("tenant=*/date=*/hour=*/*.parquet"))
     spans = 0
     for i, f in enumerate(files, start=1):
-        spans += reindex_file(f, normalizer)
+        spans += reindex_file(f, normalizer, Path(root))
         if progress:
             progress(i, len(files))
     return len(files), spans

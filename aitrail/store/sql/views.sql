@@ -19,9 +19,9 @@ WHERE span_id IS NOT NULL
   AND (content_input IS NOT NULL OR content_output IS NOT NULL OR content_system IS NOT NULL)
 GROUP BY tenant, trace_id, span_id;
 
--- The spans projection is also instantiated by query.py as table macros over a filtered
--- source (one trace, one change), so a lookup filters the raw binary ids (row-group stats
--- prune) before any JSON is built: {spans_source} is _spans here.
+-- The spans projection is also instantiated by query.py over a filtered source (one trace
+-- from the files the trace index names; one change), so a lookup filters the raw binary ids
+-- (row-group stats prune) before any JSON is built: {spans_source} is _spans here.
 CREATE OR REPLACE VIEW spans AS
 SELECT
     s.tenant,

@@ -1,0 +1,257 @@
+"""Compaction: each closed tenant-hour of spans becomes one file laid out for fetch.
+
+Frequent flushes make many small files, and per-file footers are what makes a store slow
+(performance.md). A tenant-hour is *closed* `grace` after it ends; its committed files are
+merged into one file sorted by (trace_id, start), with small row groups, dictionary only on
+low-cardinality columns, and its trace id sidecar (trace_index.py).
+
+Readers must never see a half-swapped partition (both the merged file and its inputs, or
+neither). The merged file and hard links to any file that arrived meanwhile are assembled in
+a new directory outside the dataset, then swapped with the partition directory in one
+`renameat2(RENAME_EXCHANGE)` under the exclusive publish lock (writers hold it shared while
+they publish). A reader that listed the old directory and opens a file after the swap gets
+"file not found" and retries (query.py). A crash leaves either the old or the new directory
+in place; leftovers under `_compact/` are removed by the next compaction.
+
+Only *committed* files are merged: a collector's flush file is committed once its writer's
+checkpoint covers it (a restart would delete and rewrite an uncommitted one from the WAL).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import fcntl
+import itertools
+import math
+import os
+import re
+import shutil
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import orjson
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from .errors import StoreError
+from .fsutil import fsync_dir, publish_lock
+from .schema import DICTIONARY_COLUMNS, FILE_METADATA
+from .trace_index import TraceIndex, sidecar_path, write_sidecar
+from .writer import COMPRESSION_LEVEL, ROW_GROUP_SIZE
+
+GRACE_S = 600  # an hour is closed ten minutes after it ends (late spans)
+# Rows merged per pass: a partition is merged in trace-id ranges of about this many rows,
+# so memory stays bounded whatever the hour's size (~1.5 KB of Arrow per span).
+RANGE_ROWS = 200_000
+# Smaller pages than flush files: a trace fetch decompresses one page per column.
+COMPACT_PAGE_SIZE = 256 * 1024
+COMPACTED_PREFIX = "compacted-"
+_FLUSH_FILE = re.compile(r"^(?P<writer>[A-Za-z0-9_.-]+)-f(?P<seq>\d{8})-\d+\.parquet$")
+_RENAME_EXCHANGE = 2
+_AT_FDCWD = -100
+
+
+class CompactionUnsupported(StoreError):
+    """The filesystem cannot swap directories atomically."""
+
+
+@dataclass
+class CompactReport:
+    partitions: int = 0
+    files_in: int = 0
+    files_out: int = 0
+    spans: int = 0
+    bytes_in: int = 0
+    bytes_out: int = 0
+    skipped: list[str] = field(default_factory=list)  # "partition: reason"
+
+    def to_dict(self) -> dict:
+        return self.__dict__.copy()
+
+
+def _exchange(a: Path, b: Path) -> None:
+    libc = ctypes.CDLL(None, use_errno=True)
+    fn = getattr(libc, "renameat2", None)
+    if fn is None:
+        raise CompactionUnsupported("this C library has no renameat2; compaction needs it")
+    if fn(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE) != 0:
+        err = ctypes.get_errno()
+        if err in (22, 95, 38):  # EINVAL, EOPNOTSUPP, ENOSYS
+            raise CompactionUnsupported(
+                f"the filesystem under {b} cannot swap directories atomically "
+                f"({os.strerror(err)}); compaction is off for this store")
+        raise OSError(err, os.strerror(err), str(b))
+
+
+class _Checkpoints:
+    """Which collector flush files are committed (their writer's checkpoint covers them)."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self._seq: dict[str, int | None] = {}
+
+    def committed(self, path: Path) -> bool:
+        m = _FLUSH_FILE.match(path.name)
+        if m is None:
+            return True  # `aitrail ingest`, compaction, reindex: published = committed
+        writer = m.group("writer")
+        if writer not in self._seq:
+            wal = self.root / "_wal" / writer
+            cp = wal / "checkpoint.json"
+            if cp.exists():
+                self._seq[writer] = orjson.loads(cp.read_bytes())["flush_seq"]
+            else:  # no WAL dir: not a collector's (copied store); WAL, no checkpoint: none
+                self._seq[writer] = None if wal.exists() else math.inf
+        seq = self._seq[writer]
+        return seq is not None and int(m.group("seq")) <= seq
+
+
+def _hour_end(date: str, hour: int) -> datetime:
+    return datetime.strptime(date, "%Y-%m-%d").replace(tzinfo=UTC) + timedelta(hours=hour + 1)
+
+
+def plan(root: Path, now: datetime | None = None, grace_s: float = GRACE_S,
+         tenant: str | None = None) -> list[tuple[Path, list[Path]]]:
+    """Closed partitions worth compacting, oldest first, with their committed inputs."""
+    now = now or datetime.now(UTC)
+    checkpoints = _Checkpoints(Path(root))
+    out = []
+    for part in reversed(TraceIndex(Path(root) / "spans").partitions(tenant)):
+        if _hour_end(part.date, part.hour) + timedelta(seconds=grace_s) > now:
+            continue
+        inputs = [(p, ids) for p, ids in part.files if checkpoints.committed(p)]
+        if len(inputs) >= 2 or any(ids is None for _, ids in inputs):
+            out.append((part.path, [p for p, _ in inputs]))
+    return out
+
+
+def _overlaps(pf: pq.ParquetFile, rg: int, col: int, lo: bytes, hi: bytes | None) -> bool:
+    stats = pf.metadata.row_group(rg).column(col).statistics
+    if stats is None or not stats.has_min_max:
+        return True
+    return stats.max >= lo and (hi is None or stats.min < hi)
+
+
+def merge(inputs: list[Path], dest: Path) -> int:
+    """Merge sorted files into one at `dest` (+ sidecar) in trace-id ranges; returns rows."""
+    files = [pq.ParquetFile(p) for p in inputs]
+    schema = files[0].schema_arrow.remove_metadata()
+    for p, f in zip(inputs, files, strict=True):
+        if not f.schema_arrow.remove_metadata().equals(schema):
+            raise StoreError(f"{p} has another schema; run `aitrail reindex` first")
+        meta = f.schema_arrow.metadata or {}
+        if meta.get(b"aitrail.normalizer_version") != FILE_METADATA[
+                b"aitrail.normalizer_version"]:
+            raise StoreError(f"{p} was normalized by another version; run `aitrail reindex`")
+    total = sum(f.metadata.num_rows for f in files)
+    ranges = max(1, math.ceil(total / RANGE_ROWS))
+    bounds: list[bytes | None] = [(i * 2**128 // ranges).to_bytes(16, "big")
+                                  for i in range(ranges)] + [None]
+    col = files[0].schema_arrow.get_field_index("trace_id")
+    tmp = dest.with_name(f".{dest.name}.tmp")
+    ids: list[pa.ChunkedArray] = []
+    rows = 0
+    with pq.ParquetWriter(tmp, schema.with_metadata(FILE_METADATA), compression="zstd",
+                          compression_level=COMPRESSION_LEVEL,
+                          use_dictionary=DICTIONARY_COLUMNS, write_statistics=True,
+                          data_page_size=COMPACT_PAGE_SIZE) as out:
+        for lo, hi in itertools.pairwise(bounds):
+            parts = []
+            for f in files:
+                groups = [g for g in range(f.num_row_groups) if _overlaps(f, g, col, lo, hi)]
+                if not groups:
+                    continue
+                t = f.read_row_groups(groups)
+                if ranges > 1:
+                    keep = pc.greater_equal(t["trace_id"], pa.scalar(lo, pa.binary(16)))
+                    if hi is not None:
+                        keep = pc.and_(keep, pc.less(t["trace_id"],
+                                                     pa.scalar(hi, pa.binary(16))))
+                    t = t.filter(keep)
+                parts.append(t.replace_schema_metadata(None))
+            if not parts:
+                continue
+            t = pa.concat_tables(parts).sort_by([("trace_id", "ascending"),
+                                                 ("start_time_unix_nano", "ascending")])
+            if t.num_rows:
+                out.write_table(t, row_group_size=ROW_GROUP_SIZE)
+                ids.append(t["trace_id"])
+                rows += t.num_rows
+    with open(tmp, "rb+") as f:
+        os.fsync(f.fileno())
+    write_sidecar(dest, pa.chunked_array([c for a in ids for c in a.chunks], pa.binary(16)))
+    os.replace(tmp, dest)
+    return rows
+
+
+def compact_partition(root: Path, part: Path, inputs: list[Path]) -> tuple[int, int]:
+    """Merge `inputs` of partition directory `part` and swap it in; returns (rows, bytes)."""
+    work = Path(root) / "_compact" / uuid.uuid4().hex[:12]
+    new = work / part.name
+    new.mkdir(parents=True)
+    try:
+        dest = new / f"{COMPACTED_PREFIX}{uuid.uuid4().hex[:12]}.parquet"
+        rows = merge(inputs, dest)
+        size = dest.stat().st_size
+        names = {p.name for p in inputs} | {sidecar_path(p).name for p in inputs}
+        with publish_lock(root, exclusive=True):
+            present = set(os.listdir(part))
+            if not {p.name for p in inputs} <= present:
+                raise StoreError(f"{part}: files changed during compaction; try again")
+            # Files that arrived (or were not committed) meanwhile move along as hard links.
+            for name in sorted(present - names):
+                if not name.startswith("."):
+                    os.link(part / name, new / name)
+            fsync_dir(new)
+            _exchange(new, part)
+            fsync_dir(part.parent)
+        return rows, size
+    finally:
+        shutil.rmtree(work, ignore_errors=True)  # the old directory, after a swap
+
+
+def compact_store(root: Path, now: datetime | None = None, grace_s: float = GRACE_S,
+                  tenant: str | None = None, dry_run: bool = False,
+                  progress: Callable[[int, int], None] | None = None,
+                  should_stop: Callable[[], bool] | None = None) -> CompactReport:
+    """Compact every closed partition (one compaction at a time per store); `should_stop`
+    is asked between tenant-hours (a collector shutting down)."""
+    root = Path(root)
+    report = CompactReport()
+    if not (root / "spans").exists():
+        return report
+    (root / "_locks").mkdir(parents=True, exist_ok=True)
+    fd = os.open(root / "_locks" / "compact.lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            report.skipped.append("store: another compaction is running")
+            return report
+        shutil.rmtree(root / "_compact", ignore_errors=True)  # a crashed compaction's work
+        todo = plan(root, now, grace_s, tenant)
+        for i, (part, inputs) in enumerate(todo, start=1):
+            if should_stop is not None and should_stop():
+                break
+            report.partitions += 1
+            report.files_in += len(inputs)
+            report.bytes_in += sum(p.stat().st_size for p in inputs)
+            if not dry_run:
+                try:
+                    rows, size = compact_partition(root, part, inputs)
+                except (StoreError, FileNotFoundError) as e:
+                    report.skipped.append(f"{part.relative_to(root)}: {e}")
+                else:
+                    report.files_out += 1
+                    report.spans += rows
+                    report.bytes_out += size
+            if progress:
+                progress(i, len(todo))
+        return report
+    finally:
+        os.close(fd)
+
