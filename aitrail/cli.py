@@ -139,9 +139,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "this CA (mutual TLS)")
     s.add_argument("--max-request-bytes", type=int, default=20 * 1024 * 1024,
                    help="largest request after decompression (default 20 MiB)")
-    s.add_argument("--workers", type=int, help="processes that normalize spans and write "
-                   "Parquet, beside the receiving one (default: one per core, at most 4; 1 "
-                   "keeps everything in one process)")
+    s.add_argument("--workers", type=int, help="collector processes sharing the ports "
+                   "(SO_REUSEPORT), each with its own WAL and writer id <writer-id>-<i> "
+                   "(default: one per core, at most 4; 1 keeps everything in one process)")
     s.add_argument("--compact-every", type=float, default=300, metavar="SECONDS",
                    help="compact closed tenant-hours this often (default 300; 0: never, "
                    "see `aitrail compact`)")
@@ -409,9 +409,7 @@ def cmd_compact(args, root: Path, config) -> int:
 
 def cmd_serve(args, root: Path, config) -> int:
     from .collector.auth import Authenticator
-    from .collector.serve import ServeError, ServeOptions, run
-    from .store.ingest import default_jobs
-    from .store.pipeline import Limits
+    from .collector.options import ServeError, ServeOptions
 
     def addr(value: str) -> str | None:
         return None if value.lower() in ("off", "none", "") else value
@@ -421,13 +419,16 @@ def cmd_serve(args, root: Path, config) -> int:
         writer_id=args.writer_id, insecure=args.insecure, tls_cert=args.tls_cert,
         tls_key=args.tls_key, tls_client_ca=args.tls_client_ca,
         max_request_bytes=args.max_request_bytes, mapping=config.mapping,
-        workers=args.workers if args.workers is not None else default_jobs(),
-        limits=Limits(compact_interval_s=args.compact_every))
-    if opts.workers < 1:
-        _err("--workers must be at least 1")
-        return EXIT_USAGE
+        workers=args.workers if args.workers is not None else min(4, os.cpu_count() or 1),
+        compact_every=args.compact_every)
     try:
         auth = Authenticator.from_config(config.doc, str(config.path))
+        if opts.workers > 1:
+            from .collector.supervisor import run_supervised
+
+            return run_supervised(opts, auth)
+        from .collector.serve import run
+
         return run(opts, auth)
     except (ServeError, ValueError) as e:
         _err(str(e))

@@ -100,14 +100,16 @@ class TraceReceiver:
 
 
 def build_server(receiver: TraceReceiver, address: str, max_workers: int = 16,
-                 credentials: grpc.ServerCredentials | None = None
+                 credentials: grpc.ServerCredentials | None = None, reuse_port: bool = False
                  ) -> tuple[grpc.Server, int, Any]:
-    """A started-ready (not yet started) server, the bound port and its health servicer."""
+    """A started-ready (not yet started) server, the bound port and its health servicer.
+    `reuse_port` only for the processes of one supervised collector: otherwise a second
+    collector started on the same port must fail, not share it."""
     server = grpc.server(
         ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="otlp-grpc"),
         options=[("grpc.max_receive_message_length", receiver.max_bytes),
                  ("grpc.max_send_message_length", 16 * 1024 * 1024),
-                 ("grpc.so_reuseport", 0)],
+                 ("grpc.so_reuseport", int(reuse_port))],
         maximum_concurrent_rpcs=max_workers * 8,
     )
     handlers = [
@@ -121,10 +123,13 @@ def build_server(receiver: TraceReceiver, address: str, max_workers: int = 16,
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     for name in ("", TRACE_SERVICE, LOGS_SERVICE):
         health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
-    if credentials is None:
-        port = server.add_insecure_port(address)
-    else:
-        port = server.add_secure_port(address, credentials)
+    try:
+        if credentials is None:
+            port = server.add_insecure_port(address)
+        else:
+            port = server.add_secure_port(address, credentials)
+    except RuntimeError:  # grpcio >= 1.60 raises where older versions returned 0
+        port = 0
     if port == 0:
         raise OSError(f"cannot listen on {address} (in use, or not a local address)")
     return server, port, health_servicer

@@ -193,7 +193,9 @@ class OTLPHTTPServer(ThreadingHTTPServer):
     request_queue_size = 128
 
     def __init__(self, address: tuple[str, int], pipeline: Pipeline, auth: Authenticator,
-                 max_bytes: int, tls: ssl.SSLContext | None = None) -> None:
+                 max_bytes: int, tls: ssl.SSLContext | None = None,
+                 reuse_port: bool = False) -> None:
+        self.allow_reuse_port = reuse_port  # read by server_bind, in the constructor below
         super().__init__(address, _Handler)
         self.pipeline = pipeline
         self.auth = auth

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 import signal
-import socket
 import ssl
 import sys
 import threading
-from dataclasses import dataclass
-from pathlib import Path
+from dataclasses import replace
 
 import grpc
 from grpc_health.v1 import health_pb2
@@ -19,54 +16,9 @@ from ..store.pipeline import Limits, Pipeline
 from .auth import Authenticator
 from .grpc_server import LOGS_SERVICE, TRACE_SERVICE, TraceReceiver, build_server
 from .http_server import OTLPHTTPServer
+from .options import ServeOptions, check_options, default_writer_id, split_address
 
 log = logging.getLogger("aitrail.collector")
-
-DEFAULT_GRPC = "127.0.0.1:4317"
-DEFAULT_HTTP = "127.0.0.1:4318"
-DEFAULT_MAX_BYTES = 20 * 1024 * 1024  # OTLP spec's recommended default, after decompression
-
-
-@dataclass
-class ServeOptions:
-    store: Path
-    grpc_address: str | None = DEFAULT_GRPC
-    http_address: str | None = DEFAULT_HTTP
-    writer_id: str | None = None
-    insecure: bool = False
-    tls_cert: Path | None = None
-    tls_key: Path | None = None
-    tls_client_ca: Path | None = None
-    max_request_bytes: int = DEFAULT_MAX_BYTES
-    mapping: dict[str, list[str]] | None = None
-    limits: Limits | None = None
-    workers: int = 1  # processes that convert spans for the flusher
-
-
-class ServeError(Exception):
-    """A setting that stops the server from starting, with what to do instead."""
-
-
-def split_address(address: str) -> tuple[str, int]:
-    host, sep, port = address.rpartition(":")
-    if not sep or not port.isdigit():
-        raise ServeError(f"address {address!r} must be HOST:PORT")
-    return host.strip("[]") or "0.0.0.0", int(port)
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-def default_writer_id() -> str:
-    host = "".join(c if c.isalnum() or c in "-_." else "-" for c in socket.gethostname())
-    return f"c-{host[:40] or 'local'}"
-
 
 class Collector:
     """The running receivers and pipeline; `stop()` drains and flushes."""
@@ -74,20 +26,12 @@ class Collector:
     def __init__(self, opts: ServeOptions, auth: Authenticator) -> None:
         self.opts = opts
         self.auth = auth
-        for addr in (opts.grpc_address, opts.http_address):
-            if addr and not auth.enabled and not opts.insecure:
-                host, _ = split_address(addr)
-                if not is_loopback(host):
-                    raise ServeError(
-                        f"refusing to listen on {addr} without authentication: add tokens to "
-                        "[auth] in aitrail.toml (see `aitrail token new`), or pass --insecure "
-                        "to accept unauthenticated data from the network")
-        if bool(opts.tls_cert) != bool(opts.tls_key):
-            raise ServeError("--tls-cert and --tls-key go together")
-        if opts.tls_client_ca and not opts.tls_cert:
-            raise ServeError("--tls-client-ca (mutual TLS) needs --tls-cert and --tls-key")
+        check_options(opts, auth)
+        limits = opts.limits or Limits()
+        if opts.compact_every is not None:
+            limits = replace(limits, compact_interval_s=opts.compact_every)
         self.pipeline = Pipeline(opts.store, opts.writer_id or default_writer_id(),
-                                 opts.mapping, opts.limits, jobs=opts.workers)
+                                 opts.mapping, limits)
         self.grpc_server: grpc.Server | None = None
         self.http_server: OTLPHTTPServer | None = None
         self.health = None
@@ -121,12 +65,14 @@ class Collector:
             if self.opts.grpc_address:
                 receiver = TraceReceiver(self.pipeline, self.auth, self.opts.max_request_bytes)
                 self.grpc_server, self.grpc_port, self.health = build_server(
-                    receiver, self.opts.grpc_address, credentials=self._grpc_credentials())
+                    receiver, self.opts.grpc_address, credentials=self._grpc_credentials(),
+                    reuse_port=self.opts.reuse_port)
                 self.grpc_server.start()
             if self.opts.http_address:
                 host, port = split_address(self.opts.http_address)
                 self.http_server = OTLPHTTPServer((host, port), self.pipeline, self.auth,
-                                                  self.opts.max_request_bytes, self._http_tls())
+                                                  self.opts.max_request_bytes, self._http_tls(),
+                                                  reuse_port=self.opts.reuse_port)
                 self.http_port = self.http_server.port
                 self.http_server.start()
         except BaseException:
@@ -148,8 +94,6 @@ class Collector:
 
     def describe(self) -> str:
         parts = [f"store {self.opts.store}", f"writer {self.pipeline.writer_id}"]
-        if self.opts.workers > 1:
-            parts.append(f"{self.opts.workers} flush workers")
         if self.grpc_port:
             host, _ = split_address(self.opts.grpc_address or "")
             parts.append(f"OTLP/gRPC on {host}:{self.grpc_port}")

@@ -8,13 +8,16 @@ Crash safety rests on three rules:
 3. On start, files of a flush newer than the checkpoint are deleted (that flush did not
    finish) and the WAL after the checkpoint is replayed.
 So every acknowledged span ends up in exactly one flush, whenever the process dies.
+
+One Pipeline is one writer; `aitrail serve --workers N` runs N of them in N processes
+(collector/supervisor.py), and `seed_dedupe` lets each recognise retries of requests that
+another one logged before a crash.
 """
 
 from __future__ import annotations
 
 import fcntl
 import hashlib
-import itertools
 import logging
 import os
 import re
@@ -24,25 +27,22 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import orjson
-import pyarrow as pa
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from .compact import GRACE_S, compact_store
 from .errors import StoreError
 from .fsutil import fsync_dir
-from .ingest import convert_payloads, worker_pool
 from .log_records import LogBatch, append_logs_request, log_problem
 from .normalize import Normalizer
 from .records import Batch, _span_problem, append_request
 from .trace_index import sidecar_path
-from .wal import WAL, Position, WALFailed
+from .wal import WAL, Position, WALFailed, peek
 from .writer import ParquetWriter, check_tenant
 
 log = logging.getLogger("aitrail.pipeline")
@@ -83,10 +83,9 @@ class Accepted:
 class Limits:
     flush_interval_s: float = 2.0
     flush_spans: int = 50_000  # wake the flusher early once this many spans wait
-    # Request bytes converted per flush round, and per worker task: bound the flusher's
-    # memory (a span is ~1.4 KB of protobuf and several KB as Python objects).
-    flush_round_bytes: int = 32 * 1024 * 1024
-    task_bytes: int = 4 * 1024 * 1024
+    # Request bytes converted per flush round: bounds the flusher's memory (a span is
+    # ~1.4 KB of protobuf and several KB as Python objects).
+    flush_round_bytes: int = 16 * 1024 * 1024
     max_unflushed_bytes: int = 64 * 1024 * 1024
     min_free_disk_bytes: int = 64 * 1024 * 1024
     dedupe_window: int = 300_000  # span digests remembered for duplicate detection
@@ -110,11 +109,20 @@ def decode_payload(payload: bytes) -> tuple[str, bytes, bytes]:
     return payload[2:2 + n].decode(), payload[3 + n:], payload[2 + n:3 + n]
 
 
+def _read_checkpoint(wal_dir: Path) -> tuple[int, Position]:
+    """(flush seq, WAL position) of a writer's last finished flush; (0, start) if none."""
+    path = wal_dir / "checkpoint.json"
+    if not path.exists():
+        return 0, Position(0, 0)
+    cp = orjson.loads(path.read_bytes())
+    return cp["flush_seq"], Position(cp["segment"], cp["offset"])
+
+
 class Pipeline:
     """One writer: its WAL under <root>/_wal/<writer_id>, its files named by writer id."""
 
     def __init__(self, root: Path, writer_id: str, mapping: dict[str, list[str]] | None = None,
-                 limits: Limits | None = None, jobs: int = 1) -> None:
+                 limits: Limits | None = None) -> None:
         if not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", writer_id):
             raise ValueError(f"invalid writer id {writer_id!r}")
         self.root = Path(root)
@@ -122,10 +130,6 @@ class Pipeline:
         self.limits = limits or Limits()
         self.mapping = mapping
         self.normalizer = Normalizer(mapping)
-        # jobs > 1: the flusher converts in worker processes, so conversion (the costly
-        # part) leaves this process's GIL to the receivers and uses every core.
-        self.jobs = jobs
-        self._pool = None
         self.wal_dir = self.root / "_wal" / writer_id
         self.wal = WAL(self.wal_dir)
         self._queue: deque[tuple[Position, str, bytes, bytes]] = deque()
@@ -148,6 +152,7 @@ class Pipeline:
         self.flush_error: str | None = None
         self._flush_failed = False  # an attempt may have left files of the next flush seq
         self._lock_fd: int | None = None
+        self._recovered: int | None = None
         self.stats = {"accepted_spans": 0, "duplicate_spans": 0, "rejected_spans": 0,
                       "accepted_log_records": 0, "duplicate_log_records": 0,
                       "rejected_log_records": 0, "flushes": 0, "flushed_spans": 0}
@@ -158,36 +163,55 @@ class Pipeline:
     def _checkpoint_path(self) -> Path:
         return self.wal_dir / "checkpoint.json"
 
-    def start(self) -> int:
-        """Recover and start flushing. Returns how many WAL records were replayed."""
+    def recover(self) -> int:
+        """Take this writer's lock, drop files of an unfinished flush, and queue the WAL
+        after the last checkpoint (not flushing yet). Returns how many records it queued."""
+        if self._recovered is not None:
+            return self._recovered
         self.wal_dir.mkdir(parents=True, exist_ok=True)
         self._lock_fd = os.open(self.wal_dir / "LOCK", os.O_RDWR | os.O_CREAT, 0o644)
         try:
             fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             os.close(self._lock_fd)
+            self._lock_fd = None
             raise StoreError(f"writer {self.writer_id!r} is in use by another process "
                              f"({self.wal_dir}); give this one another --writer-id") from None
-        if self._checkpoint_path.exists():
-            cp = orjson.loads(self._checkpoint_path.read_bytes())
-            self._flush_seq = cp["flush_seq"]
-            self._checkpoint = Position(cp["segment"], cp["offset"])
+        self._flush_seq, self._checkpoint = _read_checkpoint(self.wal_dir)
         self._delete_unfinished_flush_files()
-        records = self.wal.open()
         replayed = 0
-        for end, payload in records:
+        for end, payload in self.wal.open():
             if end <= self._checkpoint:
                 continue
             tenant, data, kind = decode_payload(payload)
             self._queue.append((end, tenant, data, kind))
             self._unflushed_bytes += len(data)
-            if kind == LOGS:
-                self._remember_logs(ExportLogsServiceRequest.FromString(data), tenant)
-            else:
-                self._remember(ExportTraceServiceRequest.FromString(data), tenant)
+            self._remember_payload(tenant, data, kind)
             replayed += 1
-        if self.jobs > 1:
-            self._pool = worker_pool(self.jobs)
+        if replayed:
+            log.info("replayed %d WAL records after the last checkpoint", replayed)
+        self._recovered = replayed
+        return replayed
+
+    def seed_dedupe(self, writer_ids: list[str]) -> int:
+        """Remember the spans in other writers' unflushed WAL records (read-only, best
+        effort): after a crash, an exporter's retry of a request that one collector process
+        logged but never acknowledged may reach another process of the same collector."""
+        seen = 0
+        for writer in writer_ids:
+            wal_dir = self.root / "_wal" / writer
+            if writer == self.writer_id or not wal_dir.is_dir():
+                continue
+            _, checkpoint = _read_checkpoint(wal_dir)
+            for end, payload in peek(wal_dir):
+                if end > checkpoint:
+                    self._remember_payload(*decode_payload(payload))
+                    seen += 1
+        return seen
+
+    def start(self) -> int:
+        """Recover (if not done yet) and start flushing. Returns the records replayed."""
+        replayed = self.recover()
         self._accepting = True
         self._flusher = threading.Thread(target=self._flush_loop, name="aitrail-flusher",
                                          daemon=True)
@@ -196,8 +220,6 @@ class Pipeline:
             self._compactor = threading.Thread(target=self._compact_loop,
                                                name="aitrail-compactor", daemon=True)
             self._compactor.start()
-        if replayed:
-            log.info("replayed %d WAL records after the last checkpoint", replayed)
         return replayed
 
     def stop(self) -> None:
@@ -215,9 +237,6 @@ class Pipeline:
                 self.flush()
         finally:
             try:
-                if self._pool is not None:
-                    self._pool.shutdown(cancel_futures=True)
-                    self._pool = None
                 self.wal.close()
             finally:
                 if self._lock_fd is not None:
@@ -262,6 +281,12 @@ class Pipeline:
                     for sp in ss.spans:
                         self._seen[self._digest(tenant, sp.SerializeToString())] = None
             self._evict()
+
+    def _remember_payload(self, tenant: str, data: bytes, kind: bytes) -> None:
+        if kind == LOGS:
+            self._remember_logs(ExportLogsServiceRequest.FromString(data), tenant)
+        else:
+            self._remember(ExportTraceServiceRequest.FromString(data), tenant)
 
     def _remember_logs(self, req: ExportLogsServiceRequest, tenant: str) -> None:
         with self._seen_lock:
@@ -404,60 +429,29 @@ class Pipeline:
     def flush(self) -> int:
         """Write every durable queued record to Parquet, in rounds of at most
         `limits.flush_round_bytes` (each its own files and checkpoint); returns spans
-        written. Rounds are pipelined: workers convert the next round while this thread
-        writes the current one (conversion has no side effects, so order is kept by writing
-        and checkpointing strictly in queue order)."""
+        written."""
         # Only what is durable now: under steady load, chasing new arrivals would make a
         # tiny file every few ms instead of one flush per interval.
         target = self.wal.synced
         total = 0
         with self._flush_lock:
-            taken = 0  # queue items already in a started round
-            pending: tuple[list, list | None] | None = None
-            while True:
-                items = self._take(target, skip=taken)
-                started = (items, self._start(items)) if items else None
-                taken += len(items)
-                if pending is not None:
-                    total += self._finish(*pending)
-                    taken -= len(pending[0])
-                if started is None:
-                    return total
-                pending = started
+            while items := self._take(target):
+                total += self._finish(items)
+        return total
 
-    def _take(self, target: Position, skip: int) -> list[tuple[Position, str, bytes, bytes]]:
+    def _take(self, target: Position) -> list[tuple[Position, str, bytes, bytes]]:
         synced = min(self.wal.synced, target)
         items: list[tuple[Position, str, bytes, bytes]] = []
         size = 0
         with self._queue_lock:
-            for item in itertools.islice(self._queue, skip, None):
+            for item in self._queue:
                 if item[0] > synced or (items and size >= self.limits.flush_round_bytes):
                     break
                 items.append(item)
                 size += len(item[2])
         return items
 
-    def _start(self, items: list[tuple[Position, str, bytes, bytes]]) -> list | None:
-        """Submit a round's spans to the workers; None when converting in this process."""
-        if self._pool is None:
-            return None
-        tasks: list[list[tuple[str, str, bytes, str]]] = [[]]
-        size = 0
-        for _, tenant, data, kind in items:
-            if kind == LOGS:
-                continue
-            if size >= self.limits.task_bytes:
-                tasks.append([])
-                size = 0
-            tasks[-1].append(("wal", "protobuf", data, tenant))
-            size += len(data)
-        try:
-            return [self._pool.submit(convert_payloads, t, self.mapping) for t in tasks if t]
-        except BrokenProcessPool:
-            return None
-
-    def _finish(self, items: list[tuple[Position, str, bytes, bytes]],
-                futures: list | None) -> int:
+    def _finish(self, items: list[tuple[Position, str, bytes, bytes]]) -> int:
         """Write one round (in queue order), checkpoint it, drop it from the queue, trim."""
         seq = self._flush_seq + 1
         if self._flush_failed:
@@ -467,7 +461,7 @@ class Pipeline:
             self._delete_unfinished_flush_files()
         self._flush_failed = True
         writer = ParquetWriter(self.root, f"{self.writer_id}-f{seq:08d}")
-        spans = self._convert_and_write(items, writer, futures)
+        spans = self._convert_and_write(items, writer)
         end = items[-1][0]
         self._write_checkpoint(seq, end)
         # From the rename on, a restart reads this checkpoint: memory must agree even if
@@ -486,37 +480,18 @@ class Pipeline:
         return spans
 
     def _convert_and_write(self, items: list[tuple[Position, str, bytes, bytes]],
-                           writer: ParquetWriter, futures: list | None) -> int:
+                           writer: ParquetWriter) -> int:
         logs = [(tenant, data) for _, tenant, data, kind in items if kind == LOGS]
         if logs:
             batch = LogBatch()
             for tenant, data in logs:
                 append_logs_request(batch, ExportLogsServiceRequest.FromString(data), tenant)
             writer.write_table(batch.to_table(), batch.tenants, batch.hours, dataset="logs")
-        spans = [item for item in items if item[3] != LOGS]
-        if not spans:
-            return 0
-        if futures is not None:
-            try:
-                results = [f.result() for f in futures]
-            except BrokenProcessPool:
-                # A worker died (killed by hand, out of memory): convert here instead, and
-                # start a fresh pool for the next rounds.
-                log.error("a flush worker died; converting this round in-process")
-                self._pool.shutdown(wait=False, cancel_futures=True)
-                self._pool = worker_pool(self.jobs)
-            else:
-                tables = [r.table for r in results if r.table is not None]
-                if not tables:
-                    return 0
-                table = pa.concat_tables(tables)
-                writer.write_table(table, [t for r in results for t in r.tenants],
-                                   [h for r in results for h in r.hours])
-                return table.num_rows
         batch = Batch()
-        for _, tenant, data, _kind in spans:
-            append_request(batch, ExportTraceServiceRequest.FromString(data), tenant,
-                           self.normalizer)
+        for _, tenant, data, kind in items:
+            if kind != LOGS:
+                append_request(batch, ExportTraceServiceRequest.FromString(data), tenant,
+                               self.normalizer)
         writer.write(batch)
         return len(batch)
 

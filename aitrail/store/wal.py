@@ -112,6 +112,17 @@ def read_segment(path: Path, last: bool) -> tuple[list[tuple[Position, bytes]], 
     return records, off
 
 
+def peek(directory: Path) -> Iterator[tuple[Position, bytes]]:
+    """Another live writer's records, read-only and best effort: stops at the first damage
+    or at a segment trimmed away meanwhile (its records were flushed)."""
+    for n in _segments(directory):
+        try:
+            records, _ = read_segment(_segment_path(directory, n), last=True)
+        except (OSError, WALCorrupt):
+            return
+        yield from records
+
+
 class WAL:
     """One writer's log. Thread-safe: many request threads append concurrently."""
 

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from aitrail.collector.auth import Authenticator
-from aitrail.collector.serve import Collector, ServeOptions
+from aitrail.collector.options import ServeOptions
+from aitrail.collector.serve import Collector
 from aitrail.store.pipeline import Limits
 
 

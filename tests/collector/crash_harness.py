@@ -53,14 +53,23 @@ class CrashCheckFailed(AssertionError):
     """The store or the server broke a promise; the message says which and how."""
 
 
-def serve_command(store: Path, writer_id: str) -> list[str]:
+WORKERS = 2  # collector processes (each its own WAL), as `aitrail serve` runs on 2 cores
+
+
+def serve_command(store: Path, writer_id: str, workers: int = WORKERS) -> list[str]:
     return [sys.executable, "-m", "aitrail.cli", "--store", str(store), "serve",
-            "--grpc", "127.0.0.1:0", "--http", "off", "--writer-id", writer_id]
+            "--grpc", "127.0.0.1:0", "--http", "off", "--writer-id", writer_id,
+            "--workers", str(workers)]
+
+
+def writer_ids(writer_id: str, workers: int = WORKERS) -> list[str]:
+    """The WAL directories of a collector: one per process."""
+    return [writer_id] if workers == 1 else [f"{writer_id}-{i}" for i in range(workers)]
 
 
 class Server:
-    """`aitrail serve` as a subprocess in a process group of its own (with its flush worker
-    processes, if any). The constructor returns once the startup line has named the gRPC
+    """`aitrail serve` as a subprocess in a process group of its own (with its collector
+    processes). The constructor returns once the startup line has named the gRPC
     port; `close()` (also on leaving a `with`) kills whatever of the group still runs."""
 
     def __init__(self, store: Path, writer_id: str, log: Path) -> None:
@@ -111,7 +120,7 @@ class Server:
 
     def kill(self) -> None:
         """The whole collector dies at once, as when its container or cgroup is killed:
-        the serve process and its flush workers."""
+        the supervisor and its collector processes."""
         with contextlib.suppress(ProcessLookupError):  # all of it has exited already
             os.killpg(self.proc.pid, signal.SIGKILL)
 
@@ -169,14 +178,12 @@ def make_request(rng: random.Random, ids: Iterator[int]
 
 
 class Load:
-    """Client threads exporting over one channel until `stop()`; a request's span ids count as
-    acknowledged only if the call returned OK with nothing rejected."""
+    """Client threads, each exporting over its own channel (connection), so the kernel
+    spreads them over the collector's processes, until `stop()`; a request's span ids count
+    as acknowledged only if the call returned OK with nothing rejected."""
 
     def __init__(self, port: int, threads: int, rng: random.Random, ids: Iterator[int]) -> None:
-        self.channel = grpc.insecure_channel(f"127.0.0.1:{port}")
-        self.export = self.channel.unary_unary(
-            EXPORT, request_serializer=ExportTraceServiceRequest.SerializeToString,
-            response_deserializer=ExportTraceServiceResponse.FromString)
+        self.channels = [grpc.insecure_channel(f"127.0.0.1:{port}") for _ in range(threads)]
         self.sent: list[str] = []
         self.acked: list[str] = []
         self.errors: Counter[str] = Counter()
@@ -184,8 +191,9 @@ class Load:
         self._ids_lock = threading.Lock()
         self._ids = ids
         self._stop = threading.Event()
-        self._threads = [threading.Thread(target=self._run, args=(random.Random(rng.random()),),
-                                          daemon=True) for _ in range(threads)]
+        self._threads = [threading.Thread(target=self._run, daemon=True,
+                                          args=(random.Random(rng.random()), ch))
+                         for ch in self.channels]
         for t in self._threads:
             t.start()
 
@@ -193,13 +201,16 @@ class Load:
         with self._ids_lock:
             return next(self._ids)
 
-    def _run(self, rng: random.Random) -> None:
+    def _run(self, rng: random.Random, channel: grpc.Channel) -> None:
+        export = channel.unary_unary(
+            EXPORT, request_serializer=ExportTraceServiceRequest.SerializeToString,
+            response_deserializer=ExportTraceServiceResponse.FromString)
         ids = iter(self._next_id, None)
         while not self._stop.is_set():
             req, span_ids = make_request(rng, ids)
             self.sent.extend(span_ids)
             try:
-                resp = self.export(req, timeout=CALL_TIMEOUT_S)
+                resp = export(req, timeout=CALL_TIMEOUT_S)
             except grpc.RpcError as e:
                 self.errors[e.code().name] += 1
                 # Back off as an exporter would: spinning on a draining or dead server would
@@ -218,7 +229,8 @@ class Load:
         self._stop.set()
         for t in self._threads:
             t.join()
-        self.channel.close()
+        for ch in self.channels:
+            ch.close()
 
 
 @dataclass
@@ -251,10 +263,13 @@ def _flush_seq(wal_dir: Path) -> int:
 
 def unfinished_flush_files(store: Path, writer_id: str) -> int:
     """Files a restart will delete: written by a flush newer than the checkpoint."""
-    seq = _flush_seq(store / "_wal" / writer_id)
-    pattern = re.compile(re.escape(writer_id) + r"-f(\d+)-\d+\.parquet$")
-    names = (p.name for p in (store / "spans").glob(f"*/*/*/{writer_id}-f*.parquet"))
-    return sum(1 for n in names if (m := pattern.match(n)) and int(m.group(1)) > seq)
+    total = 0
+    for w in writer_ids(writer_id):
+        seq = _flush_seq(store / "_wal" / w)
+        pattern = re.compile(re.escape(w) + r"-f(\d+)-\d+\.parquet$")
+        names = (p.name for p in (store / "spans").glob(f"*/*/*/{w}-f*.parquet"))
+        total += sum(1 for n in names if (m := pattern.match(n)) and int(m.group(1)) > seq)
+    return total
 
 
 def check_readable(store: Path) -> None:
@@ -325,12 +340,15 @@ def verify(store: Path, writer_id: str, acked: set[str], sent: set[str]) -> tupl
     unknown = counts.keys() - sent
     if unknown:
         problems.append(f"{len(unknown)} span(s) stored that were never sent")
-    wal_dir = store / "_wal" / writer_id
-    cp = orjson.loads((wal_dir / "checkpoint.json").read_bytes())
-    checkpoint = Position(cp["segment"], cp["offset"])
-    left = [end for end, _ in iter_records(wal_dir) if end > checkpoint]
-    if left:
-        problems.append(f"{len(left)} WAL record(s) after the checkpoint of a clean stop")
+    for w in writer_ids(writer_id):
+        wal_dir = store / "_wal" / w
+        cp = wal_dir / "checkpoint.json"
+        cp = orjson.loads(cp.read_bytes()) if cp.exists() else {"segment": 0, "offset": 0}
+        checkpoint = Position(cp["segment"], cp["offset"])
+        left = [end for end, _ in iter_records(wal_dir) if end > checkpoint]
+        if left:
+            problems.append(f"{w}: {len(left)} WAL record(s) after the checkpoint of a "
+                            "clean stop")
     if problems:
         raise CrashCheckFailed("; ".join(problems))
     return sum(counts.values()), len(counts.keys() - acked)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import subprocess
 
-from .crash_harness import Server, serve_command, soak
+from .crash_harness import Server, serve_command, soak, writer_ids
 
 TRIALS = 20  # ~1.5 s each; `benchmarks/crash_soak.py --trials 200` for a longer soak
 SEED = 4817
@@ -21,6 +21,9 @@ def test_acknowledged_spans_survive_random_kills_exactly_once(tmp_path):
     assert result.acked > 1000
     assert result.stored >= result.acked
     assert sum(t.replayed > 0 for t in result.trials) >= TRIALS // 4
+    # Both collector processes took connections and flushed spans of their own.
+    for writer in writer_ids("crash"):
+        assert list((tmp_path / "store" / "spans").glob(f"*/*/*/{writer}-f*.parquet")), writer
 
 
 def test_a_second_server_with_the_same_writer_id_refuses_to_start(tmp_path):

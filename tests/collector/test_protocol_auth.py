@@ -19,7 +19,8 @@ from opentelemetry.sdk.trace.export import SpanExportResult
 
 from aitrail.collector.auth import Authenticator, hash_token
 from aitrail.collector.http_server import _Handler
-from aitrail.collector.serve import Collector, ServeError, ServeOptions
+from aitrail.collector.options import ServeError, ServeOptions
+from aitrail.collector.serve import Collector
 from aitrail.store.query import Store
 
 from .conftest import start_collector
