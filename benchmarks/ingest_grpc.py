@@ -2,19 +2,21 @@
 
 Same load as ingest_file.py (6-span AI traces, ~1.35 KB/span), but live: span start times
 within one hour, as a collector receives them. Pre-serialized into requests of 512 spans,
-sent with 16 calls in flight from this process to a collector in another
-process. Measured in the same run:
+sent with 16 calls in flight over 4 connections (several services' exporters) from this
+process to a collector in other processes. Measured in the same run:
 
 - NOOP: a gRPC server (another process) that answers every Export at once: the transport's
   ceiling on this machine.
 - FLOOR: aitrail's in-process ingest of the same requests (Ingester.add + flush): conversion
   and Parquet without any network or WAL.
-- AITRAIL: `aitrail serve` (one process): acknowledged = fsync'd in the WAL, so acked spans/s
-  is the durable rate; also the time until the flusher has written everything to Parquet.
+- AITRAIL: `aitrail serve --workers N` (default: one per core): acknowledged = fsync'd in the
+  WAL, so acked spans/s is the durable rate; also the time until the flushers have written
+  everything to Parquet. RSS is the supervisor and all its processes together.
 
 Targets on this 2-core machine: >= 30,000 spans/s durable, collector RSS <= 300 MB.
 
-    .venv/bin/python benchmarks/ingest_grpc.py [--spans 200000] [--inflight 16] [--json]
+    .venv/bin/python benchmarks/ingest_grpc.py [--spans 200000] [--inflight 16]
+        [--channels 4] [--workers N] [--json]
 """
 
 from __future__ import annotations
@@ -91,12 +93,17 @@ class Peak:
         return self.peak
 
 
-def blast(port: int, payloads: list[bytes], inflight: int) -> tuple[float, list[float]]:
-    """Send every payload with `inflight` calls outstanding; returns (seconds, latencies)."""
-    channel = grpc.insecure_channel(f"127.0.0.1:{port}", options=[
-        ("grpc.max_send_message_length", 64 * 1024 * 1024)])
-    call = channel.unary_unary(EXPORT, request_serializer=None, response_deserializer=None)
-    grpc.channel_ready_future(channel).result(timeout=30)
+def blast(port: int, payloads: list[bytes], inflight: int,
+          channels: int = 4) -> tuple[float, list[float]]:
+    """Send every payload with `inflight` calls outstanding, round robin over `channels`
+    connections; returns (seconds, latencies)."""
+    chans = [grpc.insecure_channel(f"127.0.0.1:{port}", options=[
+        ("grpc.max_send_message_length", 64 * 1024 * 1024)]) for _ in range(channels)]
+    calls = [ch.unary_unary(EXPORT, request_serializer=None, response_deserializer=None)
+             for ch in chans]
+    for ch in chans:
+        grpc.channel_ready_future(ch).result(timeout=30)
+    turn = iter(range(10**12))
     sem = threading.Semaphore(inflight)
     latencies: list[float] = []
     errors: list[str] = []
@@ -131,7 +138,7 @@ def blast(port: int, payloads: list[bytes], inflight: int) -> tuple[float, list[
         sem.release()
 
     def send(payload: bytes, t0: float) -> None:
-        fut = call.future(payload, timeout=60)
+        fut = calls[next(turn) % len(calls)].future(payload, timeout=60)
         fut.add_done_callback(lambda f: finished(f, t0, payload))
 
     start = time.perf_counter()
@@ -140,7 +147,8 @@ def blast(port: int, payloads: list[bytes], inflight: int) -> tuple[float, list[
         send(p, time.perf_counter())
     done.wait()
     elapsed = time.perf_counter() - start
-    channel.close()
+    for ch in chans:
+        ch.close()
     if errors:
         raise SystemExit(f"{len(errors)} exports failed, e.g. {errors[:3]}")
     if retries[0]:
@@ -163,10 +171,10 @@ def start_server(cmd: list[str]) -> tuple[subprocess.Popen, int]:
     return proc, int(m.group(1))
 
 
-def run_noop(payloads: list[bytes], inflight: int) -> dict:
+def run_noop(payloads: list[bytes], inflight: int, channels: int) -> dict:
     proc, port = start_server([sys.executable, "-c", NOOP_SERVER])
     try:
-        secs, lat = blast(port, payloads, inflight)
+        secs, lat = blast(port, payloads, inflight, channels)
     finally:
         proc.kill()
         proc.wait()
@@ -197,14 +205,16 @@ def tree_rss_mb(pid: int) -> float:
     return total
 
 
-def run_aitrail(payloads: list[bytes], inflight: int, n_spans: int) -> dict:
+def run_aitrail(payloads: list[bytes], inflight: int, n_spans: int, channels: int,
+                workers: int) -> dict:
     with tempfile.TemporaryDirectory() as d:
         cmd = [sys.executable, "-m", "aitrail.cli", "--store", d, "serve", "--grpc",
-               "127.0.0.1:0", "--http", "off", "--writer-id", "bench"]
+               "127.0.0.1:0", "--http", "off", "--writer-id", "bench",
+               "--workers", str(workers), "--compact-every", "0"]
         proc, port = start_server(cmd)
         peak = Peak(proc.pid)
         try:
-            secs, lat = blast(port, payloads, inflight)
+            secs, lat = blast(port, payloads, inflight, channels)
             t_acked = time.perf_counter()
             proc.send_signal(signal.SIGTERM)  # drain and flush everything
             out, _ = proc.communicate(timeout=300)
@@ -228,6 +238,9 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--spans", type=int, default=200_000)
     ap.add_argument("--inflight", type=int, default=16)
+    ap.add_argument("--channels", type=int, default=4, help="client connections")
+    ap.add_argument("--workers", type=int, default=min(4, os.cpu_count() or 1),
+                    help="aitrail serve --workers")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
@@ -240,13 +253,14 @@ def main(argv: list[str] | None = None) -> int:
     n_spans = sum(sum(len(ss.spans) for rs in ExportTraceServiceRequest.FromString(p)
                       .resource_spans for ss in rs.scope_spans) for p in payloads)
     log(f"load: {n_spans:,} spans in {len(payloads)} requests of ~{n} spans, "
-        f"{sum(map(len, payloads)) / n_spans:,.0f} B/span; {args.inflight} in flight; "
+        f"{sum(map(len, payloads)) / n_spans:,.0f} B/span; {args.inflight} in flight over "
+        f"{args.channels} connections; {args.workers} collector processes; "
         f"{os.cpu_count()} cores")
-    noop = run_noop(payloads, args.inflight)
+    noop = run_noop(payloads, args.inflight, args.channels)
     log(f"  noop sink     {n_spans / noop['seconds']:>10,.0f} spans/s")
     floor = run_floor(payloads)
     log(f"  floor         {n_spans / floor['seconds']:>10,.0f} spans/s (in-process ingest)")
-    ait = run_aitrail(payloads, args.inflight, n_spans)
+    ait = run_aitrail(payloads, args.inflight, n_spans, args.channels, args.workers)
     rate = n_spans / ait["seconds"]
     log(f"  aitrail       {rate:>10,.0f} spans/s acknowledged (durable)")
     summary = {

@@ -62,7 +62,7 @@ def build(root: Path, n_spans: int, flush_spans: int, seed: int,
             salt = copy.to_bytes(4, "big")
             new = [ids.setdefault(tid, hashlib.blake2b(tid + salt, digest_size=16).digest())
                    for tid in t["trace_id"].to_pylist()]
-            t = t.set_column(t.schema.get_field_index("trace_id"), "trace_id",
+            t = t.set_column(t.schema.get_field_index("trace_id"), t.schema.field("trace_id"),
                              pa.array(new, pa.binary(16)))
             t = t.sort_by([("trace_id", "ascending"), ("start_time_unix_nano", "ascending")])
             write_table(t, f.with_name(f"copy{copy:03d}-{f.name}"), root)

@@ -140,8 +140,9 @@ def merge(inputs: list[Path], dest: Path) -> int:
     """Merge sorted files into one at `dest` (+ sidecar) in trace-id ranges; returns rows."""
     files = [pq.ParquetFile(p) for p in inputs]
     schema = files[0].schema_arrow.remove_metadata()
+    shape = [(f.name, f.type) for f in schema]
     for p, f in zip(inputs, files, strict=True):
-        if not f.schema_arrow.remove_metadata().equals(schema):
+        if [(x.name, x.type) for x in f.schema_arrow] != shape:
             raise StoreError(f"{p} has another schema; run `aitrail reindex` first")
         meta = f.schema_arrow.metadata or {}
         if meta.get(b"aitrail.normalizer_version") != FILE_METADATA[
@@ -172,7 +173,7 @@ def merge(inputs: list[Path], dest: Path) -> int:
                         keep = pc.and_(keep, pc.less(t["trace_id"],
                                                      pa.scalar(hi, pa.binary(16))))
                     t = t.filter(keep)
-                parts.append(t.replace_schema_metadata(None))
+                parts.append(t.replace_schema_metadata(None).cast(schema))
             if not parts:
                 continue
             t = pa.concat_tables(parts).sort_by([("trace_id", "ascending"),
