@@ -109,6 +109,13 @@ def decode_payload(payload: bytes) -> tuple[str, bytes, bytes]:
     return payload[2:2 + n].decode(), payload[3 + n:], payload[2 + n:3 + n]
 
 
+_Item = tuple[Position, str, bytes, bytes, bytes]
+
+
+def _pack(digests) -> bytes:
+    return struct.pack(f"<{len(digests)}Q", *digests)
+
+
 def _read_checkpoint(wal_dir: Path) -> tuple[int, Position]:
     """(flush seq, WAL position) of a writer's last finished flush; (0, start) if none."""
     path = wal_dir / "checkpoint.json"
@@ -132,7 +139,8 @@ class Pipeline:
         self.normalizer = Normalizer(mapping)
         self.wal_dir = self.root / "_wal" / writer_id
         self.wal = WAL(self.wal_dir)
-        self._queue: deque[tuple[Position, str, bytes, bytes]] = deque()
+        # (WAL end, tenant, request bytes, kind, digests of its items as packed u64)
+        self._queue: deque[_Item] = deque()
         self._queue_lock = threading.Lock()
         self._unflushed_bytes = 0
         # Digests of recently stored spans, oldest first (a dict keeps insertion order): 64-bit
@@ -179,14 +187,15 @@ class Pipeline:
                              f"({self.wal_dir}); give this one another --writer-id") from None
         self._flush_seq, self._checkpoint = _read_checkpoint(self.wal_dir)
         self._delete_unfinished_flush_files()
+        self._load_seen(self.wal_dir)
         replayed = 0
         for end, payload in self.wal.open():
             if end <= self._checkpoint:
                 continue
             tenant, data, kind = decode_payload(payload)
-            self._queue.append((end, tenant, data, kind))
+            digests = self._remember_payload(tenant, data, kind)
+            self._queue.append((end, tenant, data, kind, _pack(digests)))
             self._unflushed_bytes += len(data)
-            self._remember_payload(tenant, data, kind)
             replayed += 1
         if replayed:
             log.info("replayed %d WAL records after the last checkpoint", replayed)
@@ -203,6 +212,7 @@ class Pipeline:
             if writer == self.writer_id or not wal_dir.is_dir():
                 continue
             _, checkpoint = _read_checkpoint(wal_dir)
+            seen += self._load_seen(wal_dir)
             for end, payload in peek(wal_dir):
                 if end > checkpoint:
                     self._remember_payload(*decode_payload(payload))
@@ -274,27 +284,60 @@ class Pipeline:
         while len(seen) > window:
             del seen[next(iter(seen))]
 
-    def _remember(self, req: ExportTraceServiceRequest, tenant: str) -> None:
-        with self._seen_lock:
-            for rs in req.resource_spans:
-                for ss in rs.scope_spans:
-                    for sp in ss.spans:
-                        self._seen[self._digest(tenant, sp.SerializeToString())] = None
-            self._evict()
-
-    def _remember_payload(self, tenant: str, data: bytes, kind: bytes) -> None:
+    def _remember_payload(self, tenant: str, data: bytes, kind: bytes) -> list[int]:
+        """Remember every item of a logged request; returns their digests."""
         if kind == LOGS:
-            self._remember_logs(ExportLogsServiceRequest.FromString(data), tenant)
+            req = ExportLogsServiceRequest.FromString(data)
+            items = (lr for rl in req.resource_logs for sl in rl.scope_logs
+                     for lr in sl.log_records)
         else:
-            self._remember(ExportTraceServiceRequest.FromString(data), tenant)
+            req = ExportTraceServiceRequest.FromString(data)
+            items = (sp for rs in req.resource_spans for ss in rs.scope_spans for sp in ss.spans)
+        digests = [self._digest(tenant, item.SerializeToString()) for item in items]
+        self._remember_digests(digests)
+        return digests
 
-    def _remember_logs(self, req: ExportLogsServiceRequest, tenant: str) -> None:
+    def _remember_digests(self, digests) -> None:
         with self._seen_lock:
-            for rl in req.resource_logs:
-                for sl in rl.scope_logs:
-                    for lr in sl.log_records:
-                        self._seen[self._digest(tenant, lr.SerializeToString())] = None
+            for d in digests:
+                self._seen[d] = None
             self._evict()
+
+    # The window survives restarts: each flush writes the digests of what it stored to
+    # <wal>/seen/<flush seq>.bin before its checkpoint; start-up reads back the newest files
+    # up to the window (a retry of a span flushed before a restart is still a duplicate).
+
+    def _write_seen(self, seq: int, items: list[_Item]) -> None:
+        path = self.wal_dir / "seen" / f"{seq:08d}.bin"
+        path.parent.mkdir(exist_ok=True)
+        with open(path, "wb") as f:
+            for item in items:
+                f.write(item[4])
+            f.flush()
+            os.fsync(f.fileno())
+        # Older files beyond the window are not needed any more.
+        files = sorted(path.parent.glob("*.bin"), reverse=True)
+        total = 0
+        for i, old in enumerate(files):
+            total += old.stat().st_size // 8
+            if total >= self.limits.dedupe_window:
+                for extra in files[i + 1:]:
+                    extra.unlink(missing_ok=True)
+                break
+
+    def _load_seen(self, wal_dir: Path) -> int:
+        files = sorted((wal_dir / "seen").glob("*.bin"))
+        digests: list[int] = []
+        for path in reversed(files):
+            try:
+                data = path.read_bytes()
+            except OSError:  # a sibling trimmed it meanwhile
+                continue
+            digests[:0] = struct.unpack(f"<{len(data) // 8}Q", data[:len(data) // 8 * 8])
+            if len(digests) >= self.limits.dedupe_window:
+                break
+        self._remember_digests(digests[-self.limits.dedupe_window:])
+        return len(digests)
 
     def _check_can_accept(self, tenant: str) -> None:
         check_tenant(tenant)
@@ -372,19 +415,18 @@ class Pipeline:
                 new_digests: dict[int, None]) -> None:
         payload = encode_payload(tenant, data, kind)
 
+        packed = _pack(new_digests)
+
         def enqueue(end: Position) -> None:
             with self._queue_lock:
-                self._queue.append((end, tenant, data, kind))
+                self._queue.append((end, tenant, data, kind, packed))
                 self._unflushed_bytes += len(data)
 
         try:
             self.wal.append(payload, on_written=enqueue)
         except WALFailed as e:
             raise Unavailable(f"the collector cannot store data: {e}") from None
-        with self._seen_lock:
-            for d in new_digests:
-                self._seen[d] = None
-            self._evict()
+        self._remember_digests(new_digests)
         if self._unflushed_spans_hint() >= self.limits.flush_spans:
             self._wake.set()
 
@@ -439,9 +481,9 @@ class Pipeline:
                 total += self._finish(items)
         return total
 
-    def _take(self, target: Position) -> list[tuple[Position, str, bytes, bytes]]:
+    def _take(self, target: Position) -> list[_Item]:
         synced = min(self.wal.synced, target)
-        items: list[tuple[Position, str, bytes, bytes]] = []
+        items: list[_Item] = []
         size = 0
         with self._queue_lock:
             for item in self._queue:
@@ -451,7 +493,7 @@ class Pipeline:
                 size += len(item[2])
         return items
 
-    def _finish(self, items: list[tuple[Position, str, bytes, bytes]]) -> int:
+    def _finish(self, items: list[_Item]) -> int:
         """Write one round (in queue order), checkpoint it, drop it from the queue, trim."""
         seq = self._flush_seq + 1
         if self._flush_failed:
@@ -463,6 +505,7 @@ class Pipeline:
         writer = ParquetWriter(self.root, f"{self.writer_id}-f{seq:08d}")
         spans = self._convert_and_write(items, writer)
         end = items[-1][0]
+        self._write_seen(seq, items)
         self._write_checkpoint(seq, end)
         # From the rename on, a restart reads this checkpoint: memory must agree even if
         # the directory fsync below fails, or the retry above would delete its files.
@@ -479,16 +522,15 @@ class Pipeline:
         self.stats["flushed_spans"] += spans
         return spans
 
-    def _convert_and_write(self, items: list[tuple[Position, str, bytes, bytes]],
-                           writer: ParquetWriter) -> int:
-        logs = [(tenant, data) for _, tenant, data, kind in items if kind == LOGS]
+    def _convert_and_write(self, items: list[_Item], writer: ParquetWriter) -> int:
+        logs = [(tenant, data) for _, tenant, data, kind, _ in items if kind == LOGS]
         if logs:
             batch = LogBatch()
             for tenant, data in logs:
                 append_logs_request(batch, ExportLogsServiceRequest.FromString(data), tenant)
             writer.write_table(batch.to_table(), batch.tenants, batch.hours, dataset="logs")
         batch = Batch()
-        for _, tenant, data, kind in items:
+        for _, tenant, data, kind, _ in items:
             if kind != LOGS:
                 append_request(batch, ExportTraceServiceRequest.FromString(data), tenant,
                                self.normalizer)

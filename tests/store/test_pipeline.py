@@ -53,7 +53,10 @@ def crash(p: Pipeline) -> None:
     and the writer lock goes with its file descriptor."""
     p._stopping = True
     p._wake.set()
+    p._wake_compactor.set()
     p._flusher.join()
+    if p._compactor is not None:
+        p._compactor.join()
     p.wal._file.close()
     os.close(p._lock_fd)
 
@@ -232,6 +235,38 @@ def test_duplicates_are_dropped_across_a_restart(tmp_path):
     finally:
         b.stop()
     assert stored(tmp_path) == Counter({i: 1 for i in ids + new_ids})
+
+
+def test_a_retry_of_spans_flushed_before_a_restart_is_a_duplicate(tmp_path):
+    """The digest window is kept beside the WAL: a flush writes the digests of what it
+    stored, and a restart reads them back (the WAL itself was trimmed by the flush)."""
+    a = pipeline(tmp_path)
+    req, ids = request(3)
+    assert a.accept(copy(req), "default").spans == 3
+    a.flush()
+    a.stop()
+
+    b = Pipeline(tmp_path, "test", limits=Limits(flush_interval_s=3600))
+    assert b.start() == 0  # nothing to replay: the WAL cannot refill the window
+    try:
+        again = b.accept(copy(req), "default")
+        assert (again.spans, again.duplicates) == (0, 3)
+    finally:
+        b.stop()
+    assert stored(tmp_path) == Counter({i: 1 for i in ids})
+
+
+def test_the_persisted_window_keeps_only_what_the_window_holds(tmp_path):
+    p = pipeline(tmp_path, dedupe_window=10)
+    try:
+        for _ in range(6):  # 6 flushes of 3 spans: only the newest files covering 10 stay
+            p.accept(request(3)[0], "default")
+            p.flush()
+        files = sorted((tmp_path / "_wal" / "test" / "seen").glob("*.bin"))
+        assert [f.name for f in files] == [f"{n:08d}.bin" for n in (3, 4, 5, 6)]
+        assert sum(f.stat().st_size for f in files) == 4 * 3 * 8
+    finally:
+        p.stop()
 
 
 def test_a_failed_wal_makes_the_pipeline_unavailable_and_keeps_what_it_acknowledged(tmp_path):
