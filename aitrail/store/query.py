@@ -19,7 +19,7 @@ import pyarrow as pa
 
 from .errors import BadInput, NotFound, QueryError
 from .schema import LIFTABLE, LOGS_SCHEMA, SPANS_SCHEMA
-from .trace_index import Partition, TraceIndex
+from .trace_index import Partition, TraceIndex, TraceReader
 
 DEFAULT_LIMIT = 100
 SQL_TIMEOUT_S = 30.0
@@ -128,8 +128,12 @@ class Store:
     def __init__(self, root: str | Path) -> None:
         self.root = Path(root).resolve()
         self.index = TraceIndex(self.root / "spans")
+        self._reader = TraceReader()
         self.con = duckdb.connect(":memory:")
         self.con.execute("SET TimeZone = 'UTC'")
+        # Files are published whole and never rewritten under the same name (compaction and
+        # reindex write new files), so their footers can be cached across queries.
+        self.con.execute("SET parquet_metadata_cache = true")
         self._create_views()
         root_literal = str(self.root).replace("'", "''")
         self.con.execute(f"SET allowed_directories = ['{root_literal}']")
@@ -163,6 +167,7 @@ class Store:
         body = views[start:views.index(";", start)].removeprefix(
             "CREATE OR REPLACE VIEW spans AS")
         self._spans_body = body
+        self._trace_body = body.replace("{spans_source}", "_one_trace")
         for macro, source in _SPANS_MACROS.items():
             self.con.execute(f"CREATE OR REPLACE MACRO {macro} AS TABLE "
                              + body.replace("{spans_source}", source))
@@ -249,45 +254,36 @@ class Store:
         return Result(cols, [dict(zip(cols, r, strict=True)) for r in rows], truncated,
                       _json_columns(cur.description))
 
-    def _trace_files(self, tid: bytes, tenant: str | None) -> list[Path]:
-        return self.index.files_for(tid, tenant)
-
-    def _by_trace(self, trace_id: str, tenant: str | None, select: str) -> Result:
-        """Run `select` (with {source}: the trace's rows of only the files that hold it)."""
+    def _trace_table(self, trace_id: str, tenant: str | None) -> pa.Table:
+        """The stored rows of one trace: the trace index names the file(s) holding it,
+        whatever its hour, and their footers the row group(s) to read."""
         tid = parse_trace_id(trace_id)
         for attempt in range(_RETRIES + 1):
-            files = self._trace_files(tid, tenant)
-            if not files:
-                raise NotFound(f"no trace {trace_id} in {self.root}")
-            source = (f"(SELECT * FROM {_files_sql(files)} WHERE trace_id = ? "
-                      "AND (CAST(? AS VARCHAR) IS NULL OR tenant = ?))")
             try:
-                cur = self.con.execute(select.replace("{source}", source),
-                                       [tid, tenant, tenant])
-            except duckdb.Error as e:
-                if attempt < _RETRIES and _vanished(e):
-                    continue
-                raise QueryError(str(e).splitlines()[0]) from None
-            cols = [d[0] for d in cur.description]
-            res = Result(cols, [dict(zip(cols, r, strict=True)) for r in cur.fetchall()],
-                         json_columns=_json_columns(cur.description))
-            if not res.rows:
-                raise NotFound(f"no trace {trace_id} in {self.root}")
-            return res
-        raise AssertionError("unreachable")
+                table = self._reader.read(self.index.files_for(tid, tenant), tid)
+                break
+            except FileNotFoundError:  # swapped away by compaction: list again
+                if attempt == _RETRIES:
+                    raise
+        if table is None:
+            raise NotFound(f"no trace {trace_id} in {self.root}")
+        return table
 
     def trace(self, trace_id: str, tenant: str | None = None) -> Result:
-        """Every span of one trace, by start time (the public `spans` columns). The trace
-        index names the file(s) holding it, whatever its hour."""
-        body = self._spans_body.replace("{spans_source}", "{source}")
-        return self._by_trace(trace_id, tenant,
-                              f"SELECT * FROM ({body}) ORDER BY start_time, span_id")
+        """Every span of one trace, by start time (the public `spans` columns)."""
+        table = self._trace_table(trace_id, tenant)
+        self.con.register("_one_trace", table)
+        try:
+            return self._fetch(f"SELECT * FROM ({self._trace_body}) "
+                               "ORDER BY start_time, span_id")
+        finally:
+            self.con.unregister("_one_trace")
 
     def raw_trace(self, trace_id: str, tenant: str | None = None) -> list[dict[str, Any]]:
         """The stored rows of one trace (binary ids, raw columns), for lossless export."""
-        return self._by_trace(trace_id, tenant,
-                              "SELECT * EXCLUDE (date, hour) FROM {source} "
-                              "ORDER BY start_time_unix_nano, span_id").rows
+        table = self._trace_table(trace_id, tenant).drop_columns(["date", "hour"])
+        table = table.sort_by([("start_time_unix_nano", "ascending"), ("span_id", "ascending")])
+        return table.to_pylist()
 
     def raw_rows(self) -> list[dict[str, Any]]:
         """Every stored row (for tests and small stores; the CLI never calls this)."""
@@ -297,10 +293,11 @@ class Store:
     def search(self, limit: int = DEFAULT_LIMIT, **filters: Any) -> Result:
         """Traces with at least one span matching every filter, newest first.
 
-        Tenant-hours are scanned newest first, one, then two, four... at a time, and the scan
-        stops one batch after the page is full (performance.md: a page stays fast at 10M
-        spans). A trace is placed by its earliest matching span seen; one that also matches
-        in hours older than the batch after the page is placed by its newer spans.
+        Tenant-hours are scanned newest first, one, then two, four... at a time, until the page
+        is full (performance.md: a page stays fast at 10M spans). Then the hour just older is
+        read for the page's traces that start in the oldest hour read, so one crossing that
+        boundary is placed by its earliest matching span. (One matching in hours older still,
+        a trace over an hour long, is placed by its spans in those two hours.)
         """
         where, params = self._where(filters)
         since, until = _ns(filters.get("since")), _ns(filters.get("until"))
@@ -309,18 +306,29 @@ class Store:
                  and (since is None or _partition_ns(p) + _HOUR_NS > since)
                  and (until is None or _partition_ns(p) < until)]
         found: dict[tuple[str, bytes], dict[str, Any]] = {}
-        i, size, full_at = 0, 1, None
-        while i < len(parts) and (full_at is None or i <= full_at):
-            batch = parts[i:i + size]
-            i, size = i + size, size * 2
-            oldest = min(_partition_ns(p) for p in batch)
-            files = [f for p in batch for f, _ in p.files]
-            for row in self._search_files(files, where, params, limit):
+
+        def add(rows: list[dict[str, Any]]) -> None:
+            for row in rows:
                 key = (row["tenant"], row["trace_id"])
                 have = found.get(key)
                 found[key] = row if have is None else _merge_trace_rows(have, row)
-            if full_at is None and sum(r["_start"] >= oldest for r in found.values()) > limit:
-                full_at = i  # one more batch for traces crossing into older hours
+
+        i, size, oldest = 0, 1, None
+        while i < len(parts):
+            batch = parts[i:i + size]
+            i, size = i + size, size * 2
+            oldest = min(_partition_ns(p) for p in batch)
+            add(self._search_files([f for p in batch for f, _ in p.files], where, params,
+                                   limit + 1))
+            if sum(r["_start"] >= oldest for r in found.values()) > limit:
+                break
+        if i < len(parts) and oldest is not None:
+            edge = [r["trace_id"] for r in found.values() if r["_start"] < oldest + _HOUR_NS]
+            older = _partition_ns(parts[i])
+            files = [f for p in parts[i:] if _partition_ns(p) == older for f, _ in p.files]
+            if edge and files:
+                add(self._search_files(files, f"({where}) AND list_contains(?, trace_id)",
+                                       [*params, edge], len(edge)))
         rows = sorted(found.values(), key=lambda r: (-r["_start"], r["trace_id"]))
         out = []
         for r in rows[:limit + 1]:
@@ -335,6 +343,7 @@ class Store:
 
     def _search_files(self, files: list[Path], where: str, params: list[Any],
                       limit: int) -> list[dict[str, Any]]:
+        """Matching traces of these files (at most `limit`, newest first), one row each."""
         return self._fetch(
             "SELECT tenant, trace_id, min(start_time_unix_nano) AS _start, "
             "arg_min(name, start_time_unix_nano) AS first_span, count(*) AS matching_spans, "
@@ -347,7 +356,7 @@ class Store:
             "count(*) FILTER (WHERE status_code = 2) AS errors "
             f"FROM {_files_sql(files)} WHERE {where} GROUP BY tenant, trace_id "
             "ORDER BY min(start_time_unix_nano) DESC, trace_id LIMIT ?",
-            [*params, limit + 1]).rows
+            [*params, limit]).rows
 
     def facets(self, top: int = 10, **filters: Any) -> dict[str, list[tuple[Any, int]]]:
         """Counts of spans per value of each facet column, under the same filters."""

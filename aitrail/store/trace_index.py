@@ -20,10 +20,12 @@ import struct
 import time
 from bisect import bisect_left
 from dataclasses import dataclass
+from datetime import date
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 MAGIC = b"ATTIDS01"
 _HEADER = struct.Struct("<8sQ")  # magic, count
@@ -168,3 +170,58 @@ class TraceIndex:
         without a sidecar."""
         return [path for part in self.partitions(tenant) for path, ids in part.files
                 if ids is None or trace_id in ids]
+
+
+class TraceReader:
+    """Reads one trace's rows straight from the row groups that can hold it.
+
+    Files are sorted by trace id, so each row group covers an id range: the footer's min/max
+    (cached per file; files are never rewritten in place) name the row group(s) to read, and
+    only those are decompressed. DuckDB reads the filter column of every row group instead.
+    """
+
+    def __init__(self) -> None:
+        self._meta: dict[Path, tuple[pq.FileMetaData, list[bytes], list[bytes]]] = {}
+
+    def _ranges(self, path: Path) -> tuple[pq.FileMetaData, list[bytes], list[bytes]]:
+        hit = self._meta.get(path)
+        if hit is None:
+            md = pq.read_metadata(path)
+            col = md.schema.to_arrow_schema().get_field_index("trace_id")
+            lows, highs = [], []
+            for g in range(md.num_row_groups):
+                st = md.row_group(g).column(col).statistics
+                ok = st is not None and st.has_min_max
+                lows.append(st.min if ok else b"")
+                highs.append(st.max if ok else b"\xff" * (ID_LEN + 1))
+            hit = self._meta[path] = (md, lows, highs)
+            if len(self._meta) > 4096:  # bound the cache on stores that were never compacted
+                self._meta.pop(next(iter(self._meta)))
+        return hit
+
+    def read(self, files: list[Path], trace_id: bytes) -> pa.Table | None:
+        """The trace's rows from `files` with the partition columns tenant, date, hour;
+        None if none. FileNotFoundError if a file was swapped away meanwhile."""
+        tables = []
+        for path in files:
+            md, lows, highs = self._ranges(path)
+            groups = [g for g in range(len(lows)) if lows[g] <= trace_id <= highs[g]]
+            if not groups:
+                continue
+            t = pq.ParquetFile(path, metadata=md).read_row_groups(groups)
+            t = t.filter(pc.equal(t["trace_id"], pa.scalar(trace_id, pa.binary(16))))
+            if t.num_rows:
+                tenant, date, hour = (path.parent.parent.parent.name[7:],
+                                      path.parent.parent.name[5:], int(path.parent.name[5:]))
+                n = t.num_rows
+                t = t.append_column("tenant", pa.array([tenant] * n, pa.string())) \
+                     .append_column("date", pa.array([_date(date)] * n, pa.date32())) \
+                     .append_column("hour", pa.array([hour] * n, pa.int32()))
+                tables.append(t.replace_schema_metadata(None))
+        if not tables:
+            return None
+        return pa.concat_tables(tables, promote_options="default")
+
+
+def _date(text: str) -> date:
+    return date.fromisoformat(text)

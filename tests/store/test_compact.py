@@ -74,7 +74,10 @@ def _parquet(root: Path) -> list[Path]:
     return sorted((root / "spans").glob("*/*/*/*.parquet"))
 
 
-def test_compaction_keeps_every_row_and_leaves_one_indexed_file_per_hour(tmp_path: Path) -> None:
+@pytest.mark.parametrize("range_rows", [100_000, 50])  # one sort; spilled in trace-id ranges
+def test_compaction_keeps_every_row_and_leaves_one_indexed_file_per_hour(
+        tmp_path: Path, monkeypatch, range_rows: int) -> None:
+    monkeypatch.setattr(compact_mod, "RANGE_ROWS", range_rows)
     tids = _build(tmp_path)
     before = _rows(tmp_path)
     assert len(_parquet(tmp_path)) == 12  # 4 flushes x 3 hours
@@ -86,6 +89,10 @@ def test_compaction_keeps_every_row_and_leaves_one_indexed_file_per_hour(tmp_pat
     assert all(sidecar_path(f).exists() for f in files)
     assert _rows(tmp_path) == before
     assert not (tmp_path / "_compact").exists() or not any((tmp_path / "_compact").iterdir())
+    with Store(tmp_path) as st:  # sorted by trace id, as the trace index and stats need
+        for f in files:
+            ids = st.sql(f"select trace_id from read_parquet('{f}')", limit=None).rows
+            assert [r["trace_id"] for r in ids] == sorted(r["trace_id"] for r in ids)
     with Store(tmp_path) as st:
         for tid in tids[::7]:
             assert len(st.trace(tid.hex()).rows) == 3
@@ -178,8 +185,8 @@ def test_a_file_published_during_compaction_survives(tmp_path: Path, monkeypatch
     late_req, late_tids = _request(rng, 5, 1)
     real_merge = compact_mod.merge
 
-    def merge_then_late_file(inputs, dest):
-        rows = real_merge(inputs, dest)
+    def merge_then_late_file(inputs, dest, **kw):
+        rows = real_merge(inputs, dest, **kw)
         ing = Ingester(tmp_path, "acme", writer_id="late")  # a late span's flush
         ing.add(late_req)
         ing.flush()
@@ -255,3 +262,29 @@ def test_compaction_refuses_quietly_when_another_runs(tmp_path: Path) -> None:
         os.close(fd)
     assert report.partitions == 0 and "another compaction" in report.skipped[0]
     assert len(_parquet(tmp_path)) == 2
+
+
+def test_a_trace_crossing_into_the_previous_hour_is_placed_by_its_first_span(
+        tmp_path: Path) -> None:
+    """Hours are scanned newest first and the scan stops when the page is full; a trace
+    that also matches in the hour before must still be ordered by its earliest span."""
+    minute = 60 * 10**9
+    h = T0 + 5 * HOUR
+
+    def span(tid: bytes, start: int) -> Span:
+        return Span(trace_id=tid, span_id=random.Random(start).randbytes(8), name="call",
+                    start_time_unix_nano=start, end_time_unix_nano=start + 1000)
+
+    a, b, c, x = (bytes([i]) * 16 for i in (1, 2, 3, 4))
+    spans = [span(a, h + 10 * minute), span(b, h + 20 * minute), span(c, h + 30 * minute),
+             span(x, h - HOUR + 50 * minute), span(x, h + 15 * minute)]
+    ing = Ingester(tmp_path, "acme", writer_id="w")
+    ing.add(ExportTraceServiceRequest(resource_spans=[ResourceSpans(
+        scope_spans=[ScopeSpans(spans=spans)])]))
+    ing.flush()
+    with Store(tmp_path) as st:
+        page = st.search(limit=3)
+        assert [r["trace_id"] for r in page.rows] == [c.hex(), b.hex(), a.hex()]
+        assert page.truncated
+        last = st.search(limit=4).rows[-1]
+        assert (last["trace_id"], last["matching_spans"]) == (x.hex(), 2)
