@@ -4,11 +4,13 @@ generated store, through aitrail's query API (DuckDB over the Parquet files).
 The store is written the way the collector writes it: one flush every `--flush-spans` spans,
 so each tenant-hour holds several files (the small-file case performance.md warns about).
 Figures are medians over `--repeat` lookups of random existing traces; the baseline in the same
-run is DuckDB counting every row of the store (a full scan of one small column).
+run is DuckDB counting every row of the store (a full scan of one small column). With
+`--compact`, every hour is then compacted (`aitrail compact`) and everything measured again.
 Targets (issue 3, on a 10M-span store, after compaction): trace by id <= 5 ms p50, filtered page
-<= 100 ms. Compaction is not built yet: these are the "before" figures.
+<= 100 ms.
 
     .venv/bin/python benchmarks/query.py [--spans 1000000] [--store DIR] [--repeat 50]
+        [--compact]
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from ingest_file import make_load
 
+from aitrail.store.compact import compact_store
 from aitrail.store.ingest import Ingester
 from aitrail.store.query import Store
 from aitrail.store.writer import write_table
@@ -77,6 +80,51 @@ def ms(samples: list[float]) -> str:
     return f"p50 {statistics.median(samples) * 1000:8.1f} ms   p95 {qs[94] * 1000:8.1f} ms"
 
 
+def measure(root: Path, repeat: int, seed: int) -> None:
+    files = list(root.glob("spans/*/*/*/*.parquet"))
+    size = sum(f.stat().st_size for f in files)
+    rng = random.Random(seed)
+    with Store(root) as st:
+        t0 = time.perf_counter()
+        total = st.sql("select count(*) as n from _spans").rows[0]["n"]
+        scan = time.perf_counter() - t0
+        picks = st.sql("select lower(hex(trace_id)) as t, date, hour from _spans "
+                       f"using sample {max(repeat * 4, 200)} rows", limit=None).rows
+        rng.shuffle(picks)
+        picks = picks[:repeat]
+        raw, unknown, known, pages, facets = [], [], [], [], []
+        for p in picks:
+            t0 = time.perf_counter()
+            assert st.raw_trace(p["t"])
+            raw.append(time.perf_counter() - t0)
+            t0 = time.perf_counter()
+            assert st.trace(p["t"]).rows
+            unknown.append(time.perf_counter() - t0)
+            t0 = time.perf_counter()
+            st.con.execute("select * from _spans where date = ? and hour = ? and trace_id = "
+                           "unhex(?)", [p["date"], p["hour"], p["t"]]).fetchall()
+            known.append(time.perf_counter() - t0)
+        for _ in range(max(5, repeat // 5)):
+            filters = {"verdict": rng.choice(["allow", "deny", "review"]),
+                       "service": rng.choice(["support-agent", "code-review-agent",
+                                              "oncall-assistant"])}
+            t0 = time.perf_counter()
+            res = st.search(limit=1000, **filters)
+            pages.append(time.perf_counter() - t0)
+            t0 = time.perf_counter()
+            st.facets(**filters)
+            facets.append(time.perf_counter() - t0)
+    print(f"store: {total:,} spans in {len(files):,} files, {size / 2**20:,.0f} MiB "
+          f"({size / max(total, 1):.0f} B/span)")
+    print(f"baseline: count(*) over the store    {scan * 1000:8.1f} ms")
+    print(f"trace by id, stored rows (API)       {ms(raw)}")
+    print(f"trace by id, spans view (API)        {ms(unknown)}")
+    print(f"trace by id, hour known (SQL glob)   {ms(known)}")
+    print(f"filtered page, 1,000 traces (API)    {ms(pages)}   "
+          f"({len(res.rows)} rows, truncated={res.truncated})")
+    print(f"facets under the same filter (API)   {ms(facets)}")
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--spans", type=int, default=1_000_000)
@@ -84,6 +132,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--store", type=Path, help="reuse or keep the store here")
     ap.add_argument("--repeat", type=int, default=50)
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--compact", action="store_true",
+                    help="then compact every hour and measure again (before/after)")
     args = ap.parse_args(argv)
 
     tmp = None
@@ -95,40 +145,13 @@ def main(argv: list[str] | None = None) -> int:
         t0 = time.perf_counter()
         n = build(root, args.spans, args.flush_spans, args.seed)
         print(f"built {n:,} spans in {time.perf_counter() - t0:.0f} s", file=sys.stderr)
-    files = list(root.glob("spans/*/*/*/*.parquet"))
-    size = sum(f.stat().st_size for f in files)
-    rng = random.Random(args.seed)
-    with Store(root) as st:
+    measure(root, args.repeat, args.seed)
+    if args.compact:
         t0 = time.perf_counter()
-        total = st.sql("select count(*) as n from _spans").rows[0]["n"]
-        scan = time.perf_counter() - t0
-        picks = st.sql("select lower(hex(trace_id)) as t, date, hour from _spans "
-                       f"using sample {max(args.repeat * 4, 200)} rows", limit=None).rows
-        rng.shuffle(picks)
-        picks = picks[:args.repeat]
-        unknown, known, pages = [], [], []
-        for p in picks:
-            t0 = time.perf_counter()
-            rows = st.trace(p["t"]).rows
-            unknown.append(time.perf_counter() - t0)
-            assert rows
-            t0 = time.perf_counter()
-            st.con.execute("select * from _spans where date = ? and hour = ? and trace_id = "
-                           "unhex(?)", [p["date"], p["hour"], p["t"]]).fetchall()
-            known.append(time.perf_counter() - t0)
-        for _ in range(max(5, args.repeat // 5)):
-            t0 = time.perf_counter()
-            res = st.search(limit=1000, verdict=rng.choice(["allow", "deny", "review"]),
-                            service=rng.choice(["support-agent", "code-review-agent",
-                                                   "oncall-assistant"]))
-            pages.append(time.perf_counter() - t0)
-    print(f"store: {total:,} spans in {len(files):,} files, {size / 2**20:,.0f} MiB "
-          f"({size / max(total, 1):.0f} B/span)")
-    print(f"baseline: count(*) over the store    {scan * 1000:8.1f} ms")
-    print(f"trace by id, hour unknown (API)      {ms(unknown)}")
-    print(f"trace by id, hour known (SQL)        {ms(known)}")
-    print(f"filtered page, 1,000 traces (API)    {ms(pages)}   "
-          f"({len(res.rows)} rows, truncated={res.truncated})")
+        report = compact_store(root, grace_s=0)
+        print(f"\ncompacted {report.partitions} tenant-hours, {report.files_in:,} files -> "
+              f"{report.files_out} in {time.perf_counter() - t0:.0f} s\n")
+        measure(root, args.repeat, args.seed)
     if tmp is not None:
         tmp.cleanup()
     return 0

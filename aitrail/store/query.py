@@ -45,6 +45,8 @@ FACETS = ("service_name", "ai_kind", "request_model", "policy_verdict", "reviewe
 _ALLOWED_STATEMENTS = {"SELECT", "EXPLAIN"}
 _HOUR_NS = 3600 * 10**9
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+# A search reads at least this much at once (~150k spans): tiny hours are not a query each.
+_FIRST_BATCH_BYTES = 64 * 2**20
 # A file listed by a query can be swapped away by compaction before DuckDB opens it: the
 # query is run again on the new listing (compaction swaps a partition in one rename).
 _RETRIES = 3
@@ -92,6 +94,13 @@ def _vanished(e: duckdb.Error) -> bool:
 def _files_sql(files: list[Path]) -> str:
     listed = ", ".join("'" + str(f).replace("'", "''") + "'" for f in files)
     return f"read_parquet([{listed}], {_READ_OPTIONS})"
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except FileNotFoundError:  # swapped away by compaction; the query will list again
+        return 0
 
 
 def _partition_ns(part: Partition) -> int:
@@ -293,9 +302,10 @@ class Store:
     def search(self, limit: int = DEFAULT_LIMIT, **filters: Any) -> Result:
         """Traces with at least one span matching every filter, newest first.
 
-        Tenant-hours are scanned newest first, one, then two, four... at a time, until the page
-        is full (performance.md: a page stays fast at 10M spans). Then the hour just older is
-        read for the page's traces that start in the oldest hour read, so one crossing that
+        Tenant-hours are scanned newest first, in batches of at least 64 MiB of files, then
+        twice that, and so on, until the page is full (performance.md: a page stays fast at
+        10M spans). Then the hour just older is read for the page's traces that start in the
+        oldest hour read, so one crossing that
         boundary is placed by its earliest matching span. (One matching in hours older still,
         a trace over an hour long, is placed by its spans in those two hours.)
         """
@@ -313,21 +323,29 @@ class Store:
                 have = found.get(key)
                 found[key] = row if have is None else _merge_trace_rows(have, row)
 
-        i, size, oldest = 0, 1, None
+        i, size, oldest = 0, _FIRST_BATCH_BYTES, None
         while i < len(parts):
-            batch = parts[i:i + size]
-            i, size = i + size, size * 2
+            batch, got = [], 0
+            while i < len(parts) and (not batch or got < size):
+                batch.append(parts[i])
+                got += sum(_size(f) for f, _ in parts[i].files)
+                i += 1
+            size *= 2
             oldest = min(_partition_ns(p) for p in batch)
             add(self._search_files([f for p in batch for f, _ in p.files], where, params,
                                    limit + 1))
             if sum(r["_start"] >= oldest for r in found.values()) > limit:
                 break
         if i < len(parts) and oldest is not None:
-            edge = [r["trace_id"] for r in found.values() if r["_start"] < oldest + _HOUR_NS]
             older = _partition_ns(parts[i])
-            files = [f for p in parts[i:] if _partition_ns(p) == older for f, _ in p.files]
+            files = [(f, ids) for p in parts[i:] if _partition_ns(p) == older
+                     for f, ids in p.files]
+            # Only traces the older hour holds (its trace index says; no index: maybe).
+            edge = [r["trace_id"] for r in found.values() if r["_start"] < oldest + _HOUR_NS
+                    and any(ids is None or r["trace_id"] in ids for _, ids in files)]
+            files = [f for f, _ in files]
             if edge and files:
-                add(self._search_files(files, f"({where}) AND list_contains(?, trace_id)",
+                add(self._search_files(files, f"({where}) AND trace_id IN (SELECT unnest(?))",
                                        [*params, edge], len(edge)))
         rows = sorted(found.values(), key=lambda r: (-r["_start"], r["trace_id"]))
         out = []
@@ -359,15 +377,23 @@ class Store:
             [*params, limit]).rows
 
     def facets(self, top: int = 10, **filters: Any) -> dict[str, list[tuple[Any, int]]]:
-        """Counts of spans per value of each facet column, under the same filters."""
+        """Counts of spans per value of each facet column, under the same filters: one scan
+        (grouping sets), the top values of each column."""
         where, params = self._where(filters)
-        out = {}
-        for col in FACETS:
-            rows = self._fetch(
-                f"SELECT {col} AS value, count(*) AS n FROM _spans WHERE {where} "
-                f"AND {col} IS NOT NULL GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT ?",
-                [*params, top]).rows
-            out[col] = [(r["value"], r["n"]) for r in rows]
+        cols = ", ".join(FACETS)
+        sets = ", ".join(f"({c})" for c in FACETS)
+        which = " ".join(f"WHEN grouping({c}) = 0 THEN '{c}'" for c in FACETS)
+        value = " ".join(f"WHEN grouping({c}) = 0 THEN CAST({c} AS VARCHAR)" for c in FACETS)
+        rows = self._fetch(
+            f"SELECT CASE {which} END AS facet, CASE {value} END AS value, count(*) AS n "
+            f"FROM (SELECT {cols} FROM _spans WHERE {where}) "
+            f"GROUP BY GROUPING SETS ({sets}) "
+            "HAVING value IS NOT NULL "
+            "QUALIFY row_number() OVER (PARTITION BY facet ORDER BY n DESC, value) <= ? "
+            "ORDER BY facet, n DESC, value", [*params, top]).rows
+        out: dict[str, list[tuple[Any, int]]] = {c: [] for c in FACETS}
+        for r in rows:
+            out[r["facet"]].append((r["value"], r["n"]))
         return out
 
     def changes(self, limit: int = DEFAULT_LIMIT) -> Result:
