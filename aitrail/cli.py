@@ -479,7 +479,7 @@ def cmd_send(args, _root: Path, _config) -> int:
 
 def cmd_token(args, _root: Path, _config) -> int:
     from .collector.auth import hash_token, new_token
-    from .store.writer import check_tenant
+    from .store.config import check_tenant
 
     try:
         tenant = check_tenant(args.tenant)

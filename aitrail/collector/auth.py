@@ -19,8 +19,8 @@ import secrets
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from ..store.config import check_tenant
 from ..store.errors import ConfigError
-from ..store.writer import check_tenant
 
 DEFAULT_TENANT = "default"
 

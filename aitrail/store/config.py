@@ -13,6 +13,7 @@ Example:
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -70,3 +71,15 @@ def load_config(path: Path | None) -> Config:
     store = doc.get("store")
     return Config(store=Path(store) if store else None, mapping=mapping, path=Path(path),
                   doc=doc)
+
+
+_TENANT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+
+def check_tenant(tenant: str) -> str:
+    """Tenants become directory names: refuse anything that could escape or confuse a path."""
+    if not _TENANT_RE.match(tenant):
+        raise ValueError(
+            f"invalid tenant {tenant!r}: use 1-64 letters, digits, '.', '_' or '-', "
+            "starting with a letter or digit")
+    return tenant

@@ -24,11 +24,12 @@ from pathlib import Path
 import pyarrow as pa
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
+from .config import check_tenant
 from .errors import BadInput
 from .normalize import Normalizer
 from .otlp_decode import decode_payload, read_file
 from .records import Batch, append_request
-from .writer import ParquetWriter, check_tenant
+from .writer import ParquetWriter
 
 # Write files every this many spans: bounds memory on big inputs.
 FLUSH_SPANS = 200_000

@@ -36,6 +36,7 @@ from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsSer
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from .compact import GRACE_S, compact_store
+from .config import check_tenant
 from .errors import StoreError
 from .fsutil import fsync_dir
 from .log_records import LogBatch, append_logs_request, log_problem
@@ -43,7 +44,7 @@ from .normalize import Normalizer
 from .records import Batch, _span_problem, append_request
 from .trace_index import sidecar_path
 from .wal import WAL, Position, WALFailed, peek
-from .writer import ParquetWriter, check_tenant
+from .writer import ParquetWriter
 
 log = logging.getLogger("aitrail.pipeline")
 
@@ -82,9 +83,9 @@ class Accepted:
 @dataclass
 class Limits:
     flush_interval_s: float = 2.0
-    flush_spans: int = 50_000  # wake the flusher early once this many spans wait
     # Request bytes converted per flush round: bounds the flusher's memory (a span is
-    # ~1.4 KB of protobuf and several KB as Python objects).
+    # ~1.4 KB of protobuf and several KB as Python objects). The flusher wakes as soon as a
+    # round is waiting, else every flush_interval_s.
     flush_round_bytes: int = 16 * 1024 * 1024
     max_unflushed_bytes: int = 64 * 1024 * 1024
     min_free_disk_bytes: int = 64 * 1024 * 1024
@@ -427,12 +428,8 @@ class Pipeline:
         except WALFailed as e:
             raise Unavailable(f"the collector cannot store data: {e}") from None
         self._remember_digests(new_digests)
-        if self._unflushed_spans_hint() >= self.limits.flush_spans:
-            self._wake.set()
-
-    def _unflushed_spans_hint(self) -> int:
-        # ~1.4 KB per span (performance.md): close enough to decide when to wake the flusher.
-        return self._unflushed_bytes // 1400
+        if self._unflushed_bytes >= self.limits.flush_round_bytes:
+            self._wake.set()  # a whole round is waiting: no need to wait for the interval
 
     # -- flushing ----------------------------------------------------------------------------
 

@@ -9,7 +9,6 @@ statistics prune row groups on a trace fetch (performance.md).
 from __future__ import annotations
 
 import os
-import re
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -17,6 +16,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from .config import check_tenant
 from .fsutil import fsync_dir, publish_lock
 from .records import Batch, hour_partition
 from .schema import DICTIONARY_COLUMNS, FILE_METADATA, LOG_DICTIONARY_COLUMNS
@@ -31,16 +31,6 @@ COMPRESSION_LEVEL = 3
 DATA_PAGE_SIZE = 1024 * 1024
 # Parquet encoding and zstd run in C++ without the GIL, so partitions are written in parallel.
 WRITE_THREADS = max(1, min(4, os.cpu_count() or 1))
-_TENANT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
-
-
-def check_tenant(tenant: str) -> str:
-    """Tenants become directory names: refuse anything that could escape or confuse a path."""
-    if not _TENANT_RE.match(tenant):
-        raise ValueError(
-            f"invalid tenant {tenant!r}: use 1-64 letters, digits, '.', '_' or '-', "
-            "starting with a letter or digit")
-    return tenant
 
 
 def write_table(table: pa.Table, dest: Path, store_root: Path,
