@@ -94,7 +94,8 @@ def build_parser() -> argparse.ArgumentParser:
                         ("reviewer", "reviewer"), ("user", "end user id"),
                         ("change", "change id"), ("tenant", "tenant"),
                         ("ai-kind", "llm, retrieval, tool, guardrail, review, change, ..."),
-                        ("text", "free text in prompts, outputs, documents, tool calls")):
+                        ("text", "words in prompts, outputs, documents, tool calls: every word, "
+                         "whole words, any case")):
         s.add_argument(f"--{name}", help=help_)
     s.add_argument("--since", type=_parse_time, help="ISO time or age (30m, 6h, 7d)")
     s.add_argument("--until", type=_parse_time, help="ISO time or age")

@@ -37,8 +37,9 @@ import pyarrow.compute as pc
 import pyarrow.ipc as ipc
 import pyarrow.parquet as pq
 
+from . import text_index
 from .errors import StoreError
-from .fsutil import fsync_dir, publish_lock
+from .fsutil import fsync_dir, fsync_tree, publish_lock
 from .schema import DICTIONARY_COLUMNS, FILE_METADATA
 from .trace_index import TraceIndex, sidecar_path, write_sidecar
 from .writer import COMPRESSION_LEVEL
@@ -127,7 +128,8 @@ def plan(root: Path, now: datetime | None = None, grace_s: float = GRACE_S,
         if _hour_end(part.date, part.hour) + timedelta(seconds=grace_s) > now:
             continue
         inputs = [(p, ids) for p, ids in part.files if checkpoints.committed(p)]
-        if len(inputs) >= 2 or any(ids is None for _, ids in inputs):
+        if (len(inputs) >= 2 or any(ids is None for _, ids in inputs)
+                or (inputs and text_index.TextIndexes().covered(part.path) != inputs[0][0].name)):
             out.append((part.path, [p for p, _ in inputs]))
     return out
 
@@ -224,17 +226,28 @@ def compact_partition(root: Path, part: Path, inputs: list[Path]) -> tuple[int, 
     new = work / part.name
     new.mkdir(parents=True)
     try:
-        dest = new / f"{COMPACTED_PREFIX}{uuid.uuid4().hex[:12]}.parquet"
-        rows = merge(inputs, dest, spill_dir=work)
+        if len(inputs) == 1 and inputs[0].name.startswith(COMPACTED_PREFIX) \
+                and sidecar_path(inputs[0]).exists():
+            # Already merged, only its text index is missing: link it, do not rewrite it.
+            dest = new / inputs[0].name
+            os.link(inputs[0], dest)
+            os.link(sidecar_path(inputs[0]), sidecar_path(dest))
+            rows = pq.read_metadata(dest).num_rows
+        else:
+            dest = new / f"{COMPACTED_PREFIX}{uuid.uuid4().hex[:12]}.parquet"
+            rows = merge(inputs, dest, spill_dir=work)
+        text_index.build(dest, new / text_index.TEXT_DIR)
+        fsync_tree(new / text_index.TEXT_DIR)
         size = dest.stat().st_size
         names = {p.name for p in inputs} | {sidecar_path(p).name for p in inputs}
         with publish_lock(root, exclusive=True):
             present = set(os.listdir(part))
             if not {p.name for p in inputs} <= present:
                 raise StoreError(f"{part}: files changed during compaction; try again")
-            # Files that arrived (or were not committed) meanwhile move along as hard links.
+            # Files that arrived (or were not committed) meanwhile move along as hard links;
+            # an older text index covered an input and is replaced.
             for name in sorted(present - names):
-                if not name.startswith("."):
+                if not name.startswith(".") and not (part / name).is_dir():
                     os.link(part / name, new / name)
             fsync_dir(new)
             _exchange(new, part)

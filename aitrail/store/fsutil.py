@@ -18,6 +18,18 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def fsync_tree(path: Path) -> None:
+    """fsync every file under `path`, then the directories (a built index, before a swap)."""
+    for sub, _dirs, files in os.walk(path, topdown=False):
+        for name in files:
+            fd = os.open(os.path.join(sub, name), os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        fsync_dir(Path(sub))
+
+
 @contextmanager
 def publish_lock(store_root: Path, exclusive: bool = False) -> Iterator[None]:
     """Writers publish files into partition directories under a shared lock; compaction

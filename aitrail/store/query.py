@@ -19,14 +19,15 @@ import pyarrow as pa
 
 from .errors import BadInput, NotFound, QueryError
 from .schema import LIFTABLE, LOGS_SCHEMA, SPANS_SCHEMA
+from .text_index import TextIndexes, word_predicate, words
 from .trace_index import Partition, TraceIndex, TraceReader
 
 DEFAULT_LIMIT = 100
 SQL_TIMEOUT_S = 30.0
 
-# Free-text search looks in these columns.
-TEXT_COLUMNS = ("system_instructions", "input_messages", "output_messages", "documents",
-                "tool_arguments", "tool_result", "retrieval_query")
+# Spans the text index may return per tenant-hour for one search; past that, the hour's
+# indexed file is scanned instead (a very common word).
+TEXT_CANDIDATES = 20_000
 # Filters accepted by `search` and `facets`: name -> (SQL on _spans, how to bind the value).
 FILTERS = {
     "tenant": "tenant = ?",
@@ -138,6 +139,7 @@ class Store:
         self.root = Path(root).resolve()
         self.index = TraceIndex(self.root / "spans")
         self._reader = TraceReader()
+        self._text = TextIndexes()
         self.con = duckdb.connect(":memory:")
         self.con.execute("SET TimeZone = 'UTC'")
         # Files are published whole and never rewritten under the same name (compaction and
@@ -212,9 +214,12 @@ class Store:
             if value is None or value == "":
                 continue
             if key == "text":
-                like = " OR ".join(f"contains(lower({c}), ?)" for c in TEXT_COLUMNS)
-                clauses.append(f"({like})")
-                params += [str(value).lower()] * len(TEXT_COLUMNS)
+                ws = words(str(value))
+                if not ws:
+                    raise BadInput(f"text {value!r} has no words to search for")
+                sql, values = word_predicate(ws)
+                clauses.append(sql)
+                params += values
                 continue
             if key not in FILTERS:
                 raise BadInput(f"unknown filter {key!r}; use one of: "
@@ -310,6 +315,7 @@ class Store:
         a trace over an hour long, is placed by its spans in those two hours.)
         """
         where, params = self._where(filters)
+        ws = words(str(filters["text"])) if filters.get("text") else []
         since, until = _ns(filters.get("since")), _ns(filters.get("until"))
         parts = [p for p in self.index.partitions(filters.get("tenant") or None)
                  if p.files
@@ -332,8 +338,24 @@ class Store:
                 i += 1
             size *= 2
             oldest = min(_partition_ns(p) for p in batch)
-            add(self._search_files([f for p in batch for f, _ in p.files], where, params,
-                                   limit + 1))
+            scan, indexed, candidates = [], [], []
+            for part in batch:
+                covered = hits = None
+                if ws:
+                    covered = self._text.covered(part.path)
+                    hits = covered and self._text.search(part.path, ws, TEXT_CANDIDATES)
+                for f, _ in part.files:
+                    if hits and hits.complete and f.name == covered:
+                        if hits.traces:  # the text index names the traces to look at
+                            indexed.append(f)
+                            candidates += hits.traces
+                    else:
+                        scan.append(f)
+            if scan:
+                add(self._search_files(scan, where, params, limit + 1))
+            if indexed:
+                add(self._search_files(indexed, f"({where}) AND trace_id IN "
+                                       "(SELECT unnest(?))", [*params, candidates], limit + 1))
             if sum(r["_start"] >= oldest for r in found.values()) > limit:
                 break
         if i < len(parts) and oldest is not None:

@@ -1,0 +1,138 @@
+"""Free-text index over what a responder searches for: prompts, outputs, documents, tool
+arguments and results (tantivy, one index per compacted tenant-hour).
+
+A scan of the text columns cannot answer in under a second past ~300k spans; tantivy answers
+a rare term at 10M spans in milliseconds (performance.md). The index lives in the partition
+directory (`hour=HH/_text/`) and is built by compaction before the directory swap, so it is
+swapped in (and later retired) together with the file it covers, named in `_text/COVERS`.
+Files the index does not cover (an open hour, a late file) are scanned.
+
+Matching is by words: a span matches when every word of the query appears in its text as a
+whole word, case-insensitive. Words are runs of letters and digits, as tantivy's default
+tokenizer splits them; `word_predicate` is the same rule in SQL for the files that are
+scanned, and for confirming what the index returns.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+TEXT_DIR = "_text"
+COVERS = "COVERS"
+# Columns indexed, and searched by query.py's text filter.
+TEXT_COLUMNS = ("system_instructions", "input_messages", "output_messages", "documents",
+                "tool_arguments", "tool_result", "retrieval_query")
+MAX_WORD = 40  # tantivy's default tokenizer drops longer tokens: such queries are scanned
+_WORD = re.compile(r"[^\W_]+")
+_WRITER_HEAP = 64 * 2**20
+
+
+def words(text: str) -> list[str]:
+    """The query's words, lowercased, in order, without repeats."""
+    return list(dict.fromkeys(_WORD.findall(text.lower())))
+
+
+def word_predicate(ws: list[str]) -> tuple[str, list[str]]:
+    """SQL (on the raw spans columns) true when every word appears as a whole word."""
+    text = "lower(concat_ws(' ', " + ", ".join(TEXT_COLUMNS) + "))"
+    clauses = [f"regexp_matches({text}, ?)" for _ in ws]
+    return "(" + " AND ".join(clauses) + ")", [
+        r"(^|[^\pL\pN])" + re.escape(w) + r"([^\pL\pN]|$)" for w in ws]
+
+
+def _schema():
+    import tantivy
+
+    sb = tantivy.SchemaBuilder()
+    sb.add_text_field("trace", stored=True, tokenizer_name="raw")
+    sb.add_integer_field("start", stored=True, fast=True, indexed=False)
+    sb.add_text_field("body", stored=False)
+    return sb.build()
+
+
+def build(parquet: Path, dest: Path) -> int:
+    """Index the text of every span of `parquet` into directory `dest`; returns docs."""
+    import tantivy
+
+    if dest.exists():
+        shutil.rmtree(dest)
+    dest.mkdir(parents=True)
+    index = tantivy.Index(_schema(), path=str(dest))
+    writer = index.writer(heap_size=_WRITER_HEAP, num_threads=1)
+    docs = 0
+    pf = pq.ParquetFile(parquet)
+    cols = ["trace_id", "start_time_unix_nano", *TEXT_COLUMNS]
+    for batch in pf.iter_batches(batch_size=4096, columns=cols):
+        present = [batch.column(c) for c in TEXT_COLUMNS]
+        body = pc.binary_join_element_wise(
+            *[pc.fill_null(c, "") for c in present], "\n")
+        has_text = pc.greater(pc.utf8_length(body), len(TEXT_COLUMNS) - 1)
+        rows = pa.RecordBatch.from_arrays(
+            [batch.column("trace_id"), batch.column("start_time_unix_nano"), body],
+            ["t", "s", "b"]).filter(has_text)
+        for t, s, b in zip(rows.column("t").to_pylist(), rows.column("s").to_pylist(),
+                           rows.column("b").to_pylist(), strict=True):
+            writer.add_document(tantivy.Document(trace=t.hex(), start=min(s, 2**63 - 1),
+                                                 body=b))
+            docs += 1
+    writer.commit()
+    writer.wait_merging_threads()
+    (dest / COVERS).write_text(parquet.name)
+    return docs
+
+
+@dataclass
+class Hits:
+    traces: list[bytes]  # trace ids of matching spans, newest span first (repeats removed)
+    complete: bool  # every matching span, or only the newest `limit`
+    cutoff: int  # when not complete: the oldest start among them (ns)
+
+
+class TextIndexes:
+    """Opened indexes, cached by partition directory and what they cover."""
+
+    def __init__(self) -> None:
+        self._open: dict[Path, tuple[str, object]] = {}
+
+    def covered(self, part: Path) -> str | None:
+        """The file name the partition's index covers, if it has a complete one."""
+        try:
+            return (part / TEXT_DIR / COVERS).read_text().strip() or None
+        except OSError:
+            return None
+
+    def search(self, part: Path, ws: list[str], limit: int) -> Hits | None:
+        """Spans of the partition's indexed file holding every word; None: no index."""
+        import tantivy
+
+        covers = self.covered(part)
+        if covers is None or not ws or any(len(w) > MAX_WORD for w in ws):
+            return None
+        hit = self._open.get(part)
+        if hit is None or hit[0] != covers:
+            try:
+                index = tantivy.Index.open(str(part / TEXT_DIR))
+            except (OSError, ValueError):
+                return None
+            hit = self._open[part] = (covers, index)
+        index = hit[1]
+        schema = index.schema
+        query = tantivy.Query.boolean_query(
+            [(tantivy.Occur.Must, tantivy.Query.term_query(schema, "body", w)) for w in ws])
+        searcher = index.searcher()
+        result = searcher.search(query, limit, order_by_field="start",
+                                 order=tantivy.Order.Desc)
+        traces, oldest = [], 0
+        for start, addr in result.hits:
+            doc = searcher.doc(addr)
+            traces.append(bytes.fromhex(doc["trace"][0]))
+            oldest = start
+        complete = len(result.hits) < limit
+        return Hits(list(dict.fromkeys(traces)), complete, oldest)
