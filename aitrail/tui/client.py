@@ -1,0 +1,77 @@
+"""The one object screens use to reach the store, from worker threads.
+
+DuckDB's connection is not safe for concurrent use from several threads, and screens query
+from workers so the UI keeps painting: every call takes one lock.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Any
+
+from ..store import pivots, replay, workspace
+from ..store.query import Result, Store
+
+
+class StoreClient:
+    def __init__(self, root: str | Path, user: str | None = None) -> None:
+        self.root = Path(root)
+        self.store = Store(self.root)
+        self.workspace = workspace.Workspace(self.root, user)
+        self._lock = threading.Lock()
+        with self._lock:
+            workspace.attach_views(self.store)
+
+    def close(self) -> None:
+        with self._lock:
+            self.store.close()
+
+    # -- reads -------------------------------------------------------------------------------
+
+    def has_data(self) -> bool:
+        return self.store.has_data()
+
+    def search(self, limit: int, **filters: Any) -> Result:
+        with self._lock:
+            return self.store.search(limit=limit, **filters)
+
+    def facets(self, top: int = 8, **filters: Any) -> dict[str, list[tuple[Any, int]]]:
+        with self._lock:
+            return self.store.facets(top, **filters)
+
+    def trace(self, trace_id: str, tenant: str | None = None) -> Result:
+        with self._lock:
+            return self.store.trace(trace_id, tenant)
+
+    def change_spans(self, change_id: str, tenant: str | None = None) -> Result:
+        with self._lock:
+            return self.store.change_spans(change_id, tenant)
+
+    def changes(self, limit: int = 200) -> Result:
+        with self._lock:
+            return self.store.changes(limit)
+
+    def sql(self, query: str, limit: int = 500) -> Result:
+        with self._lock:
+            return self.store.sql(query, limit=limit)
+
+    def replay_steps(self, change_id: str | None = None, trace_id: str | None = None,
+                     ) -> tuple[list[replay.Step], list[dict[str, Any]]]:
+        rows = (self.change_spans(change_id).rows if change_id
+                else self.trace(str(trace_id)).rows)
+        return replay.build_steps(rows), rows
+
+    def spans_sharing(self, pivot: pivots.Pivot) -> Result:
+        with self._lock:
+            return pivots.spans_sharing(self.store, pivot)
+
+    # -- the workspace (pins, notes, read audit) --------------------------------------------
+
+    def log_access(self, action: str, target: str, **ids: Any) -> None:
+        self.workspace.log_access(action, target, **ids)
+        with self._lock:
+            workspace.attach_views(self.store)  # the file may be new: refresh the view
+
+    def access_log(self, limit: int = 1000) -> Result:
+        return self.workspace.access_log(limit)
