@@ -1,6 +1,6 @@
 """The search bar: `key:value` filters and free text, as a responder types them.
 
-    verdict:review since:7d "ALTER TABLE"        service:"coding agent" model:gpt-4o
+    verdict:review since:7d "another customer"    service:"coding agent" model:gpt-4o
 
 Keys are the `Store.search` filters (plus a few short names); anything else is free text.
 """

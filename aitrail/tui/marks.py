@@ -49,17 +49,10 @@ def span_mark(row: dict[str, Any]) -> tuple[str, str]:
     return "", ""
 
 
-def span_tags(row: dict[str, Any]) -> list[tuple[str, str]]:
-    """Short words after the span name: kind/model, verdict→enforced, review, ERROR."""
+def span_tags(row: dict[str, Any], kind_tag: bool = True) -> list[tuple[str, str]]:
+    """Short words after the span name, most urgent first (a narrow screen cuts the end):
+    verdict→enforced, ERROR, review, kind/model."""
     tags: list[tuple[str, str]] = []
-    kind = row.get("ai_kind")
-    if kind in ("llm", "embedding"):
-        tags.append((f"{kind}:{row.get('response_model') or row.get('request_model') or '?'}",
-                     "magenta"))
-    elif kind == "tool" and row.get("tool_name"):
-        tags.append((f"tool:{row['tool_name']}", "magenta"))
-    elif kind:
-        tags.append((kind, "magenta"))
     verdict = row.get("policy_verdict")
     if verdict:
         action = enforced(row)
@@ -71,6 +64,14 @@ def span_tags(row: dict[str, Any]) -> list[tuple[str, str]]:
     if row.get("status_code") == "error":
         msg = row.get("status_message") or row.get("error_type") or ""
         tags.append((f"ERROR {msg}".strip(), "bold red"))
+    kind = row.get("ai_kind") if kind_tag else None
+    if kind in ("llm", "embedding"):
+        tags.append((f"{kind}:{row.get('response_model') or row.get('request_model') or '?'}",
+                     "magenta"))
+    elif kind == "tool" and row.get("tool_name"):
+        tags.append((f"tool:{row['tool_name']}", "magenta"))
+    elif kind:
+        tags.append((kind, "magenta"))
     return tags
 
 

@@ -23,10 +23,10 @@ class SearchScreen(StoreScreen):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("slash", "focus_filter", "Filter", id="search.filter"),
         Binding("escape", "focus_results", "Results", show=False, id="search.results"),
-        Binding("m", "more", "More results", id="search.more"),
+        Binding("m", "more", "More", id="search.more"),
         Binding("f", "toggle_facets", "Facets", id="search.facets"),
-        Binding("c", "changes", "Changes", id="search.changes"),
-        Binding("r", "replay", "Replay change", id="search.replay"),
+        Binding("c", "changes", "Changes", show=False, id="search.changes"),
+        Binding("r", "replay", "Replay", id="search.replay"),
         Binding("F", "follow", "Follow", show=False, id="search.follow"),
     ]
     DEFAULT_CSS = """
@@ -48,7 +48,7 @@ class SearchScreen(StoreScreen):
         self.follow_timer: Any = None
 
     def compose(self) -> ComposeResult:
-        yield Input(self.text, placeholder="verdict:review since:30d ALTER TABLE",
+        yield Input(self.text, placeholder='verdict:review since:30d "another customer"',
                     id="filter")
         yield Static("", id="summary")
         yield Static(HINT, id="hint")

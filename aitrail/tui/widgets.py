@@ -195,7 +195,7 @@ class WaterfallView(ScrollView, can_focus=True):
     def _line_text(self, i: int, width: int) -> Text:
         node = self.nodes[i]
         r = node.row
-        bar_w = max(10, min(40, width // 3))
+        bar_w = max(10, min(40, width // 4))
         dur_w = 9
         name_w = max(10, width - bar_w - dur_w - 4)
         mark, mark_style = marks.span_mark(r)
@@ -203,15 +203,36 @@ class WaterfallView(ScrollView, can_focus=True):
         t.append(f"{mark:<2}", mark_style)
         fold = ("▸ " if i in self.collapsed else "▾ ") if node.children else "  "
         indent = "  " * min(node.depth, 20)
-        label = Text(f"{indent}{fold}{r['name']}")
+        tags = Text()
         if r.get("service_name") and node.depth == 0:
-            label.append(f" [{r['service_name']}]", "dim")
-        for tag, style in marks.span_tags(r):
-            label.append(" ")
-            label.append(tag, style)
+            tags.append(f" [{r['service_name']}]", "dim")
+        for tag, style in marks.span_tags(r, kind_tag=False):
+            tags.append(" ")
+            tags.append(tag, style)
         if node.children and i in self.collapsed:
-            label.append(f" (+{len(node.children)})", "dim")
-        label.truncate(name_w, overflow="ellipsis", pad=True)
+            tags.append(f" (+{len(node.children)})", "dim")
+        kind = Text()
+        for tag, style in marks.span_tags({"ai_kind": r.get("ai_kind"),
+                                           "request_model": r.get("request_model"),
+                                           "response_model": r.get("response_model"),
+                                           "tool_name": r.get("tool_name")}):
+            kind.append(" ")
+            kind.append(tag, style)
+        # the name gives way to the flags: a verdict or an error must stay visible
+        head = len(indent) + len(fold)
+        room = max(8, name_w - head - tags.cell_len)
+        name = Text(r["name"])
+        if name.cell_len > room:
+            name.truncate(room, overflow="ellipsis")
+        label = Text(f"{indent}{fold}")
+        label.append_text(name)
+        label.append_text(tags)
+        label.truncate(name_w, overflow="ellipsis")
+        left = name_w - label.cell_len
+        if kind.cell_len and left >= 4:
+            kind.truncate(left, overflow="ellipsis")
+            label.append_text(kind)
+        label.truncate(name_w, pad=True)
         t.append_text(label)
         t.append(f" {marks.duration(r.get('duration_ms')):>{dur_w - 1}} ")
         t.append_text(self._bar(r, bar_w))
