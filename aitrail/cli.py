@@ -172,6 +172,10 @@ def build_parser() -> argparse.ArgumentParser:
                        "recorded in the store's access log.")
     s.add_argument("--incident", metavar="NAME", help="incident that pins and notes go to "
                    "(default: asked the first time)")
+    # `aitrail tui --store DIR` reads naturally; SUPPRESS keeps a global --store given
+    # before the command from being reset by this parser's default.
+    s.add_argument("--store", type=Path, default=argparse.SUPPRESS,
+                   help="store directory (same as the global --store)")
 
     s = sub.add_parser("reindex", help="recompute the audit columns of stored data",
                        description="Re-run normalization over every stored file (after an "

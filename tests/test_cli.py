@@ -211,8 +211,12 @@ def test_show_puts_the_enforced_action_next_to_the_verdict(sample_store, capsys)
     assert "verdict=review enforced=none" in capsys.readouterr().out
 
 
-def test_tui_refuses_to_start_without_a_terminal(sample_store, capsys):
-    assert main(["--store", str(sample_store), "tui"]) == 2
+@pytest.mark.parametrize("where", ["before", "after"])
+def test_tui_takes_the_store_either_side_and_refuses_to_start_without_a_terminal(
+        sample_store, capsys, where):
+    argv = (["--store", str(sample_store), "tui"] if where == "before"
+            else ["tui", "--store", str(sample_store)])
+    assert main(argv) == 2
     assert "tui needs a terminal" in capsys.readouterr().err
 
 

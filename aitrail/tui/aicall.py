@@ -3,6 +3,7 @@ policy decided, who reviewed it, and the raw attributes one key away."""
 
 from __future__ import annotations
 
+import textwrap
 from typing import Any, ClassVar
 
 import orjson
@@ -18,6 +19,7 @@ from .base import StoreScreen
 AI_CALL_KINDS = ("llm", "embedding", "agent", "tool", "retrieval", "rerank", "guardrail",
                  "review", "change")
 REDACTION_MARKERS = ("[REDACTED", "<redacted", "***REDACTED")
+WIDTH = 100  # wrap width when the screen's is not known
 
 
 def _json(value: Any) -> Any:
@@ -38,45 +40,53 @@ def _pretty(value: Any) -> str:
     return orjson.dumps(value, option=orjson.OPT_INDENT_2).decode()
 
 
-def _parts(parts: Any, out: Text, indent: str = "    ") -> None:
+def _wrap(out: Text, text: str, indent: str, width: int, style: str = "") -> None:
+    """Text wrapped to the screen with a hanging indent (a terminal would wrap to column 0)."""
+    room = max(20, width - len(indent))
+    for line in str(text).splitlines() or [""]:
+        pieces = textwrap.wrap(line, room, break_long_words=True, replace_whitespace=False,
+                               drop_whitespace=True) or [""]
+        for piece in pieces:
+            out.append(f"{indent}{piece}\n", style)
+
+
+def _parts(parts: Any, out: Text, indent: str = "    ", width: int = WIDTH) -> None:
     if not isinstance(parts, list):
-        out.append(f"{indent}{_pretty(parts)}\n")
+        _wrap(out, _pretty(parts), indent, width)
         return
     for p in parts:
         if not isinstance(p, dict):
-            out.append(f"{indent}{_pretty(p)}\n")
+            _wrap(out, _pretty(p), indent, width)
             continue
         t = p.get("type")
         if t in ("text", "reasoning"):
             label = "(reasoning) " if t == "reasoning" else ""
-            out.append(f"{indent}{label}{p.get('content', '')}\n")
+            _wrap(out, f"{label}{p.get('content', '')}", indent, width)
         elif t == "tool_call":
             out.append(f"{indent}→ tool call {p.get('name')}", "bold magenta")
             if p.get("id"):
                 out.append(f" (id {p['id']})", "dim")
             out.append("\n")
             args = _pretty(p.get("arguments") if p.get("arguments") is not None else {})
-            for line in args.splitlines():
-                out.append(f"{indent}    {line}\n")
+            _wrap(out, args, indent + "    ", width)
         elif t == "tool_call_response":
             out.append(f"{indent}← tool result", "bold magenta")
             if p.get("id"):
                 out.append(f" (id {p['id']})", "dim")
             out.append("\n")
-            for line in _pretty(p.get("response")).splitlines():
-                out.append(f"{indent}    {line}\n")
+            _wrap(out, _pretty(p.get("response")), indent + "    ", width)
         else:
-            out.append(f"{indent}{_pretty(p)}\n")
+            _wrap(out, _pretty(p), indent, width)
 
 
-def _messages(value: Any, out: Text) -> None:
+def _messages(value: Any, out: Text, width: int) -> None:
     msgs = _json(value)
     if not isinstance(msgs, list):
-        out.append(f"  {_pretty(msgs)}\n")
+        _wrap(out, _pretty(msgs), "  ", width)
         return
     for m in msgs:
         if not isinstance(m, dict):
-            out.append(f"  {_pretty(m)}\n")
+            _wrap(out, _pretty(m), "  ", width)
             continue
         role = str(m.get("role") or "?")
         out.append(f"  {role}", "bold cyan")
@@ -85,7 +95,7 @@ def _messages(value: Any, out: Text) -> None:
         if m.get("name"):
             out.append(f" ({m['name']})", "dim")
         out.append("\n")
-        _parts(m.get("parts"), out)
+        _parts(m.get("parts"), out, "    ", width)
 
 
 def _heading(out: Text, title: str) -> None:
@@ -104,7 +114,7 @@ def redactions(row: dict[str, Any]) -> list[str]:
     return found
 
 
-def span_text(row: dict[str, Any]) -> Text:
+def span_text(row: dict[str, Any], width: int = WIDTH) -> Text:
     """The readable AI-call view of one `spans` row (pure: tests call it directly)."""
     r = row
     out = Text()
@@ -133,13 +143,13 @@ def span_text(row: dict[str, Any]) -> Text:
             out.append(f"{v}\n")
     if r.get("system_instructions"):
         _heading(out, "system instructions")
-        _parts(_json(r["system_instructions"]), out, "  ")
+        _parts(_json(r["system_instructions"]), out, "  ", width)
     if r.get("input_messages"):
         _heading(out, "input messages")
-        _messages(r["input_messages"], out)
+        _messages(r["input_messages"], out, width)
     if r.get("retrieval_query"):
         _heading(out, "retrieval query")
-        out.append(f"  {r['retrieval_query']}\n")
+        _wrap(out, r["retrieval_query"], "  ", width)
     docs = _json(r.get("documents"))
     if docs:
         _heading(out, "retrieved documents")
@@ -153,23 +163,20 @@ def span_text(row: dict[str, Any]) -> Text:
             out.append(f"  #{rank} ", "bold")
             out.append(f"{d.get('id')}", "bold cyan")
             out.append(f"  source {source}  score {d.get('score')}\n")
-            for line in str(d.get("content") or "").splitlines() or [""]:
-                out.append(f"      {line}\n")
+            _wrap(out, str(d.get("content") or ""), "      ", width)
     if r.get("tool_name") or r.get("tool_arguments") or r.get("tool_result"):
         _heading(out, f"tool {r.get('tool_name') or ''}".strip())
         if r.get("tool_call_id"):
             out.append(f"  call id {r['tool_call_id']}\n", "dim")
         if r.get("tool_arguments"):
             out.append("  arguments:\n", "bold")
-            for line in _pretty(r["tool_arguments"]).splitlines():
-                out.append(f"    {line}\n")
+            _wrap(out, _pretty(r["tool_arguments"]), "    ", width)
         if r.get("tool_result"):
             out.append("  result:\n", "bold")
-            for line in _pretty(r["tool_result"]).splitlines():
-                out.append(f"    {line}\n")
+            _wrap(out, _pretty(r["tool_result"]), "    ", width)
     if r.get("output_messages"):
         _heading(out, "output")
-        _messages(r["output_messages"], out)
+        _messages(r["output_messages"], out, width)
     decisions = marks.decisions(r)
     if decisions:
         _heading(out, "decisions (verdict = what policy said; enforced = what was done)")
@@ -188,7 +195,7 @@ def span_text(row: dict[str, Any]) -> Text:
             out.append("\n")
             for key in ("rule", "reason", "actor", "native_verdict", "source"):
                 if d.get(key):
-                    out.append(f"            {key}: {d[key]}\n", "dim")
+                    _wrap(out, f"{key}: {d[key]}", "            ", width, "dim")
     if r.get("reviewer") or r.get("review_decision") or r.get("review_required"):
         _heading(out, "review")
         out.append(f"  reviewer {r.get('reviewer') or '(none)'}: "
@@ -249,7 +256,7 @@ class SpanScreen(StoreScreen):
 
     def compose(self) -> ComposeResult:
         with VerticalScroll(id="scroll"):
-            yield Static(span_text(self.row), id="body")
+            yield Static(span_text(self.row, self._width()), id="body")
         yield Footer()
 
     def on_mount(self) -> None:
@@ -263,10 +270,18 @@ class SpanScreen(StoreScreen):
     def reopen(self) -> SpanScreen:
         return SpanScreen(self.row)
 
+    def _width(self) -> int:
+        return max(40, self.app.size.width - 4)  # padding and the scrollbar
+
+    def on_resize(self) -> None:
+        for body in self.query("#body").results(Static):
+            if not self.raw:
+                body.update(span_text(self.row, self._width()))
+
     def action_raw(self) -> None:
         self.raw = not self.raw
         self.query_one("#body", Static).update(raw_text(self.row) if self.raw
-                                               else span_text(self.row))
+                                               else span_text(self.row, self._width()))
         self.query_one("#scroll").scroll_home(animate=False)
 
     def action_scroll(self, delta: int) -> None:

@@ -52,7 +52,8 @@ class PivotScreen(StoreScreen):
         Binding("o", "open_span", "Open span", id="pivots.open_span"),
     ]
     DEFAULT_CSS = """
-    PivotScreen #title { height: 1; padding: 0 1; background: $primary-background; }
+    PivotScreen #title { height: auto; max-height: 3; padding: 0 1;
+                         background: $primary-background; }
     """
 
     def __init__(self, pivot: Pivot) -> None:

@@ -3,6 +3,7 @@ with the real time gaps shown (and compressed, so a 40-minute wait takes seconds
 
 from __future__ import annotations
 
+import textwrap
 from typing import Any, ClassVar
 
 from rich.text import Text
@@ -42,16 +43,21 @@ def step_line(s: Step, trace_no: int) -> Text:
     return t
 
 
-def step_detail(s: Step, trace_no: int, n_traces: int) -> Text:
+def step_detail(s: Step, trace_no: int, n_traces: int, width: int = 100) -> Text:
     t = Text()
     t.append(f"step {s.index}: ", "bold")
     t.append(f"{s.label} ", LABEL_STYLE.get(s.label, "bold"))
     t.append(f"{s.title}  [{s.service or '?'}]\n", "bold")
     t.append(f"{marks.when(s.time)}  (+{s.gap_s:.1f}s after the previous step)  "
              f"trace {trace_no} of {n_traces}\n", "dim")
+    room = max(20, width - 14)
     for k, v in s.details:
         t.append(f"{k:>12}: ", "bold cyan" if not k.startswith("decision") else "bold yellow")
-        t.append(f"{v}\n")
+        # a hanging indent, so wrapped values stay in their column
+        lines = textwrap.wrap(str(v), room) or [""]
+        t.append(lines[0] + "\n")
+        for line in lines[1:]:
+            t.append(" " * 14 + line + "\n")
     if s.error:
         t.append(f"{'ERROR':>12}: {s.error}\n", "bold red")
     t.append(f"{'span':>12}: {s.trace_id}/{s.span_id}\n", "dim")
@@ -135,6 +141,10 @@ class ReplayScreen(StoreScreen):
                         for i, s in enumerate(self.steps)])
         if self.steps:
             self.go(min(self.at, len(self.steps) - 1))
+        else:
+            self.query_one("#detail", Static).update(
+                "No AI steps here: no span has an AI kind or an error. `t` is not needed: "
+                "Esc goes back to the trace.")
 
     # -- stepping ----------------------------------------------------------------------------
 
@@ -147,7 +157,8 @@ class ReplayScreen(StoreScreen):
             ol.highlighted = self.at
         s = self.steps[self.at]
         self.query_one("#detail", Static).update(
-            step_detail(s, self.trace_no[s.trace_id], len(self.trace_no)))
+            step_detail(s, self.trace_no[s.trace_id], len(self.trace_no),
+                        max(40, self.app.size.width - 4)))
         self.query_one("#detail-scroll").scroll_home(animate=False)
         self._status()
 

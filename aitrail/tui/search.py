@@ -14,6 +14,9 @@ from . import filters, marks
 from .base import StoreScreen
 from .widgets import VimDataTable, VimOptionList
 
+# Follow mode looks for new spans this often.
+FOLLOW_S = 2.0
+
 PAGE = 50
 HINT = ("since:7d until: service: model: verdict: reviewer: change: user: kind: tenant: "
         "+ free text")
@@ -60,7 +63,7 @@ class SearchScreen(StoreScreen):
 
     def on_mount(self) -> None:
         table = self.query_one("#table", DataTable)
-        for label, key in (("start (UTC)", "start"), ("first span", "first"),
+        for label, key in (("start (UTC)", "start"), ("first match", "first"),
                            ("services", "services"), ("verdicts", "verdicts"),
                            ("err", "errors"), ("change", "changes"), ("spans", "spans"),
                            ("trace", "trace")):
@@ -187,7 +190,7 @@ class SearchScreen(StoreScreen):
 
     def action_follow(self) -> None:
         if self.follow_timer is None:
-            self.follow_timer = self.set_interval(2.0, lambda: self.run_search(more=True))
+            self.follow_timer = self.set_interval(FOLLOW_S, lambda: self.run_search(more=True))
             self.notify("follow: searching again every 2 s")
         else:
             self.follow_timer.stop()

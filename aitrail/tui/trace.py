@@ -12,6 +12,9 @@ from . import marks
 from .base import StoreScreen
 from .widgets import WaterfallView
 
+# Follow mode looks for new spans this often.
+FOLLOW_S = 2.0
+
 
 class TraceScreen(StoreScreen):
     BINDINGS: ClassVar[list[BindingType]] = [
@@ -133,7 +136,7 @@ class TraceScreen(StoreScreen):
 
     def action_follow(self) -> None:
         if self.follow_timer is None:
-            self.follow_timer = self.set_interval(2.0, self.load)
+            self.follow_timer = self.set_interval(FOLLOW_S, self.load)
             self.notify("follow: new spans of this trace appear every 2 s")
         else:
             self.follow_timer.stop()

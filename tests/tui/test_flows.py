@@ -303,3 +303,27 @@ async def test_back_and_forward_history(store):
         assert isinstance(app.screen, SpanScreen)
         await press(pilot, "escape", "escape")
         assert isinstance(app.screen, SearchScreen)
+
+
+async def test_follow_mode_shows_traces_that_arrive_while_watching(store, monkeypatch):
+    from aitrail.store.ingest import Ingester
+    from aitrail.tui import search as search_mod
+
+    from ..conftest import SAMPLES
+
+    monkeypatch.setattr(search_mod, "FOLLOW_S", 0.2)
+    app = make_app(store)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        await press(pilot, "slash")
+        await type_text(pilot, "tenant:acme")
+        await press(pilot, "enter")
+        assert app.screen.rows == []
+        await pilot.press("F")  # not `press`: with follow on, workers keep coming
+        report = Ingester(store, "acme").add_files(SAMPLES[:1])
+        assert report.ok and report.spans
+        await wait_until(pilot, lambda: len(app.screen.rows) == 2, "the new traces")
+        await pilot.press("F")
+        assert app.screen.follow_timer is None
+        await settle(pilot)
+        assert "2 traces (tenant=acme)" in screen_text(app)
