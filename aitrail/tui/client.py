@@ -66,6 +66,23 @@ class StoreClient:
         with self._lock:
             return pivots.spans_sharing(self.store, pivot)
 
+    def export_trace(self, trace_id: str, path: str | Path,
+                     tenant: str | None = None) -> int:
+        """Write one trace as OTLP/JSON (what `aitrail show --format otlp-json` prints and
+        `aitrail ingest` reads back), then record the export in the access log."""
+        from ..store.otlp_decode import request_to_json
+        from ..store.otlp_encode import rows_to_request
+
+        with self._lock:
+            rows = self.store.raw_trace(trace_id, tenant)
+        target = Path(path).expanduser()
+        tmp = target.with_name(target.name + ".tmp")
+        tmp.write_bytes(request_to_json(rows_to_request(rows)) + b"\n")
+        tmp.replace(target)
+        self.log_access("export", f"trace {trace_id} -> {target}", trace_id=trace_id,
+                        detail=f"{len(rows)} spans, OTLP/JSON")
+        return len(rows)
+
     # -- the workspace (pins, notes, read audit) --------------------------------------------
 
     def log_access(self, action: str, target: str, **ids: Any) -> None:

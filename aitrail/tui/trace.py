@@ -22,6 +22,7 @@ class TraceScreen(StoreScreen):
         Binding("v", "pivot", "Pivot", id="trace.pivot"),
         Binding("i", "pin", "Pin", id="trace.pin"),
         Binding("n", "note", "Note", id="trace.note"),
+        Binding("X", "export", "Export", show=False, id="trace.export"),
         Binding("F", "follow", "Follow", show=False, id="trace.follow"),
     ]
     DEFAULT_CSS = """
@@ -133,6 +134,20 @@ class TraceScreen(StoreScreen):
     def action_note(self) -> None:
         row = self._current()
         self.aitrail.add_note(self.trace_id, row["span_id"] if row else None)
+
+    def action_export(self) -> None:
+        """The trace as an OTLP/JSON file any OTLP tool (and `aitrail ingest`) reads."""
+        tid, tenant = self.trace_id, self.tenant
+
+        def write(path: str | None) -> None:
+            if not path:
+                return
+            self.fetch("export", lambda c: c.export_trace(tid, path, tenant),
+                       lambda n: self.notify(f"exported {n} spans to {path}"),
+                       lambda msg: self.notify(f"export failed: {msg}", severity="error"))
+
+        self.app.push_screen(self.aitrail.prompt_screen(
+            "export this trace as OTLP/JSON to:", f"trace-{tid}.otlp.jsonl"), write)
 
     def action_follow(self) -> None:
         if self.follow_timer is None:

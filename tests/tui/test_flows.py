@@ -327,3 +327,25 @@ async def test_follow_mode_shows_traces_that_arrive_while_watching(store, monkey
         assert app.screen.follow_timer is None
         await settle(pilot)
         assert "2 traces (tenant=acme)" in screen_text(app)
+
+
+async def test_export_writes_otlp_json_that_ingests_back_and_is_audited(store, tmp_path):
+    from aitrail.store.ingest import Ingester
+
+    out = tmp_path / "evidence.jsonl"
+    app = make_app(store, user="pm-writer")
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        app.open(TraceScreen(SUPPORT_TRACE))
+        await settle(pilot)
+        await press(pilot, "X")
+        assert app.screen.query_one("#answer").value == f"trace-{SUPPORT_TRACE}.otlp.jsonl"
+        await press(pilot, "ctrl+u")
+        await type_text(pilot, str(out))
+        await press(pilot, "enter")
+        assert out.exists()
+    again = Ingester(tmp_path / "copy", "default").add_files([out])
+    assert again.ok and again.spans == 8
+    log = Workspace(store).access_log().rows
+    assert [(r["action"], r["user"], r["trace_id"]) for r in log] == [
+        ("export", "pm-writer", SUPPORT_TRACE)]
