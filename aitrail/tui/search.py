@@ -88,9 +88,15 @@ class SearchScreen(StoreScreen):
             self.limit = PAGE
         self.query_one("#summary", Static).update("searching…")
         f, limit = dict(self.query_.filters), self.limit
-        self.fetch("search", lambda c: c.search(limit, **f), self.show_results,
-                   self.show_error)
-        self.fetch("facets", lambda c: c.facets(6, **f), self.show_facets, self.show_error)
+
+        def results(res: Any) -> None:
+            self.show_results(res)
+            # facets after the results: both share one connection, the results matter first
+            if not more or not self.follow_timer:
+                self.fetch("facets", lambda c: c.facets(6, **f), self.show_facets,
+                           self.show_error)
+
+        self.fetch("search", lambda c: c.search(limit, **f), results, self.show_error)
 
     def show_error(self, message: str) -> None:
         self.query_one("#summary", Static).update(f"search failed: {message}")
@@ -122,6 +128,7 @@ class SearchScreen(StoreScreen):
         self.query_one("#summary", Static).update(msg)
 
     def show_facets(self, facets: dict[str, list[tuple[Any, int]]]) -> None:
+        self.aitrail.load_changes_once()
         ol = self.query_one("#facets", OptionList)
         ol.clear_options()
         options: list[Option | None] = []
