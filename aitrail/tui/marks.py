@@ -62,7 +62,9 @@ def span_tags(row: dict[str, Any], kind_tag: bool = True) -> list[tuple[str, str
         tags.append((f"reviewed:{row['reviewer']}:{row.get('review_decision') or '?'}",
                      "blue"))
     if row.get("status_code") == "error":
-        msg = row.get("status_message") or row.get("error_type") or ""
+        msg = str(row.get("status_message") or row.get("error_type") or "")
+        if len(msg) > 28:  # the whole message is in the detail pane and the span view
+            msg = msg[:27] + "…"
         tags.append((f"ERROR {msg}".strip(), "bold red"))
     kind = row.get("ai_kind") if kind_tag else None
     if kind in ("llm", "embedding"):

@@ -89,19 +89,20 @@ class SearchScreen(StoreScreen):
         self.query_one("#summary", Static).update("searching…")
         f, limit = dict(self.query_.filters), self.limit
 
-        def results(res: Any) -> None:
-            self.show_results(res)
+        def results(found: tuple[Any, bool]) -> None:
+            self.show_results(*found)
             # facets after the results: both share one connection, the results matter first
             if not more or not self.follow_timer:
                 self.fetch("facets", lambda c: c.facets(6, **f), self.show_facets,
                            self.show_error)
 
-        self.fetch("search", lambda c: c.search(limit, **f), results, self.show_error)
+        self.fetch("search", lambda c: (c.search(limit, **f), c.has_data()), results,
+                   self.show_error)
 
     def show_error(self, message: str) -> None:
         self.query_one("#summary", Static).update(f"search failed: {message}")
 
-    def show_results(self, res: Any) -> None:
+    def show_results(self, res: Any, has_data: bool = True) -> None:
         table = self.query_one("#table", DataTable)
         keep = table.cursor_row if table.row_count else 0
         table.clear()
@@ -118,8 +119,8 @@ class SearchScreen(StoreScreen):
             table.move_cursor(row=min(keep, len(res.rows) - 1))
         where = ", ".join(self.query_.shown) or "no filters"
         n = len(res.rows)
-        if not self.client.has_data():
-            msg = f"the store {self.client.root} holds no spans yet"
+        if not has_data:
+            msg = f"this store holds no spans yet ({self.client.root})"
         elif res.truncated:
             msg = (f"{n} traces shown ({where}) · more results — truncated: "
                    "m loads more")

@@ -220,7 +220,7 @@ class WaterfallView(ScrollView, can_focus=True):
             kind.append(tag, style)
         # the name gives way to the flags: a verdict or an error must stay visible
         head = len(indent) + len(fold)
-        room = max(8, name_w - head - tags.cell_len)
+        room = max(min(len(r["name"]), 18), name_w - head - tags.cell_len)
         name = Text(r["name"])
         if name.cell_len > room:
             name.truncate(room, overflow="ellipsis")

@@ -14,7 +14,7 @@ from aitrail.tui.app import make_app
 from aitrail.tui.trace import TraceScreen
 from aitrail.tui.widgets import WaterfallView
 
-from .conftest import press, screen_text, settle
+from .conftest import press, screen_text, settle, type_text
 
 pytestmark = pytest.mark.anyio
 MIGRATION_AGENT = "9fdcbd1e1b8de4148708ee9a67882717"
@@ -129,3 +129,14 @@ async def test_a_50000_span_trace_opens_folded_and_paints_only_the_screen():
         await pilot.press("G")
         await pilot.pause()
         assert view.cursor == len(rows) - 1
+
+
+async def test_an_empty_store_says_so_instead_of_showing_an_empty_table(tmp_path):
+    app = make_app(tmp_path / "nothing-yet")
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        assert "holds no spans yet" in screen_text(app)
+        await press(pilot, "semicolon")
+        await type_text(pilot, "select count(*) from spans")
+        await press(pilot, "enter")
+        assert app.screen.query_one("#table").get_row_at(0) == ["0"]
