@@ -77,3 +77,34 @@ def add_filter(text: str, key: str, value: str) -> str:
         tokens = text.split()
     kept = [t for t in tokens if t.partition(":")[0].lower() != key]
     return shlex.join([*kept, f"{key}:{value}"])
+
+
+def to_fields(text: str) -> dict[str, str]:
+    """The bar's text as one value per key (and `text`), for the filter form."""
+    try:
+        tokens = shlex.split(text)
+    except ValueError:
+        tokens = text.split()
+    fields: dict[str, str] = {}
+    words = []
+    for tok in tokens:
+        key, sep, value = tok.partition(":")
+        name = ALIASES.get(key.lower(), key.lower())
+        name = "kind" if name == "ai_kind" else name
+        if sep and value and name in KEYS:
+            fields[name] = value
+        else:
+            words.append(tok)
+    if words:
+        fields["text"] = " ".join(words)
+    return fields
+
+
+def from_fields(fields: dict[str, str]) -> str:
+    """The filter form's values as bar text (the inverse of `to_fields`)."""
+    tokens = [f"{k}:{fields[k].strip()}" for k in KEYS if fields.get(k, "").strip()]
+    text = shlex.join(tokens)
+    words = fields.get("text", "").strip()
+    if words:
+        text = f"{text} {shlex.quote(words) if ' ' in words else words}".strip()
+    return text

@@ -26,6 +26,7 @@ class SearchScreen(StoreScreen):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("slash", "focus_filter", "Filter", id="search.filter"),
         Binding("escape", "focus_results", "Results", show=False, id="search.results"),
+        Binding("e", "form", "Form", show=False, id="search.form"),
         Binding("m", "more", "More", id="search.more"),
         Binding("f", "toggle_facets", "Facets", id="search.facets"),
         Binding("c", "changes", "Changes", show=False, id="search.changes"),
@@ -170,6 +171,16 @@ class SearchScreen(StoreScreen):
 
     def action_focus_filter(self) -> None:
         self.query_one("#filter").focus()
+
+    def action_form(self) -> None:
+        from .filter_form import FilterForm
+
+        def apply(text: str | None) -> None:
+            if text is not None:
+                self.query_one("#filter", Input).value = text
+                self.run_search()
+
+        self.app.push_screen(FilterForm(self.query_one("#filter", Input).value), apply)
 
     def action_more(self) -> None:
         self.limit += PAGE
