@@ -162,7 +162,8 @@ class SearchScreen(StoreScreen):
         tenant, trace_id = str(event.row_key.value).split("/", 1)
         from .trace import TraceScreen
 
-        self.aitrail.open(TraceScreen(trace_id, tenant=tenant))
+        self.aitrail.open(TraceScreen(trace_id, tenant=tenant,
+                                      find_text=self.query_.filters.get("text")))
 
     def action_focus_results(self) -> None:
         self.query_one("#table").focus()

@@ -16,6 +16,21 @@ from .widgets import WaterfallView
 FOLLOW_S = 2.0
 
 
+# The columns Store.search's free text looks in (store/query.py TEXT_COLUMNS; a test keeps
+# them equal), kept here so the TUI does not lean on a query-module internal.
+TEXT_COLUMNS = ("system_instructions", "input_messages", "output_messages", "documents",
+                "tool_arguments", "tool_result", "retrieval_query")
+
+
+def first_match(rows: list[dict[str, Any]], text: str) -> str | None:
+    """The first span (in time) whose searchable text holds `text`, as search matched it."""
+    needle = text.lower()
+    for r in sorted(rows, key=lambda r: r["start_time"]):
+        if any(needle in str(r.get(c) or "").lower() for c in TEXT_COLUMNS):
+            return r["span_id"]
+    return None
+
+
 class TraceScreen(StoreScreen):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("R", "replay", "Replay", id="trace.replay"),
@@ -32,11 +47,12 @@ class TraceScreen(StoreScreen):
     """
 
     def __init__(self, trace_id: str, tenant: str | None = None,
-                 span_id: str | None = None) -> None:
+                 span_id: str | None = None, find_text: str | None = None) -> None:
         super().__init__()
         self.trace_id = trace_id
         self.tenant = tenant
         self.span_id = span_id
+        self.find_text = find_text
         self.rows: list[dict[str, Any]] = []
         self.follow_timer: Any = None
 
@@ -68,6 +84,8 @@ class TraceScreen(StoreScreen):
         keep = view.current["span_id"] if (self.rows and view.current) else self.span_id
         self.rows = rows
         view.set_spans(rows)
+        if not keep and self.find_text:
+            keep = first_match(rows, self.find_text)
         if keep:
             view.select_span(keep)
         errors = sum(r.get("status_code") == "error" for r in rows)

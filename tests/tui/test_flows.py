@@ -349,3 +349,16 @@ async def test_export_writes_otlp_json_that_ingests_back_and_is_audited(store, t
     log = Workspace(store).access_log().rows
     assert [(r["action"], r["user"], r["trace_id"]) for r in log] == [
         ("export", "pm-writer", SUPPORT_TRACE)]
+
+
+async def test_a_trace_found_by_text_opens_at_the_span_that_holds_the_text(store):
+    app = make_app(store)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        await press(pilot, "slash")
+        await type_text(pilot, '"Brightwave Dental"')
+        await press(pilot, "enter")
+        assert len(app.screen.rows) == 2
+        await press(pilot, "G", "enter")
+        assert app.screen.trace_id == SUPPORT_TRACE
+        assert app.screen.query_one(WaterfallView).current["span_id"] == RETRIEVAL_SPAN

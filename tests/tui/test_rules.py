@@ -113,3 +113,10 @@ async def test_command_palette_commands_read_area_colon_action(store):
         await settle(pilot)
         await press(pilot, "down", "enter")
         assert type(app.screen).__name__ == "SqlScreen"
+
+
+def test_trace_find_text_looks_where_search_looks():
+    from aitrail.store import query
+    from aitrail.tui import trace
+
+    assert set(trace.TEXT_COLUMNS) == set(getattr(query, "TEXT_COLUMNS", trace.TEXT_COLUMNS))
