@@ -7,8 +7,8 @@ appending at once never interleave, and an acknowledged pin, note or access entr
 a crash. A line torn by a crash mid-write is skipped on read and the next append starts on
 a fresh line.
 
-The access log is also the DuckDB view `access_log` (columns as in `ACCESS_COLUMNS`) once
-`attach_views(store)` has run on a `Store`.
+Once `attach_views(store)` has run on a `Store`, both are DuckDB views: `access_log`
+(columns as in `ACCESS_COLUMNS`) and `incident_log` (one row per pin, unpin or note).
 """
 
 from __future__ import annotations
@@ -184,22 +184,32 @@ class Workspace:
 _ACCESS_VIEW_TYPES = {"time": "TIMESTAMPTZ", "user": "VARCHAR", "action": "VARCHAR",
                       "target": "VARCHAR", "trace_id": "VARCHAR", "span_id": "VARCHAR",
                       "change_id": "VARCHAR", "detail": "VARCHAR"}
+_INCIDENT_VIEW_TYPES = {"time": "TIMESTAMPTZ", "user": "VARCHAR", "op": "VARCHAR",
+                        "incident": "VARCHAR", "trace_id": "VARCHAR", "span_id": "VARCHAR",
+                        "label": "VARCHAR", "text": "VARCHAR"}
+
+
+def _jsonl_view(store: Store, view: str, path: Path, types: dict[str, str]) -> None:
+    if path.exists() and path.stat().st_size:
+        literal = str(path).replace("'", "''")
+        cols = ", ".join(f"'{c}': '{t}'" for c, t in types.items())
+        source = (f"read_json('{literal}', format = 'newline_delimited', "
+                  f"ignore_errors = true, columns = {{{cols}}})")
+        store.con.execute(f"CREATE OR REPLACE VIEW {view} AS SELECT "
+                          f"{', '.join(types)} FROM {source}")
+    else:
+        cols = ", ".join(f"CAST(NULL AS {t}) AS {c}" for c, t in types.items())
+        store.con.execute(f"CREATE OR REPLACE VIEW {view} AS SELECT {cols} WHERE false")
 
 
 def attach_views(store: Store) -> None:
-    """(Re)create the view `access_log` over `<store>/_workspace/access_log.jsonl`.
+    """(Re)create the views `access_log` and `incident_log` over `<store>/_workspace/`.
 
     Called again after an append so a file created since the store was opened shows up;
-    without the file the view exists and is empty, so queries against it never fail.
+    without a file its view exists and is empty, so queries against it never fail.
+    `incident_log` is the operations as written (pin, unpin, note), oldest first.
     """
-    path = store.root / WORKSPACE_DIR / ACCESS_FILE
-    if path.exists() and path.stat().st_size:
-        literal = str(path).replace("'", "''")
-        cols = ", ".join(f"'{c}': '{t}'" for c, t in _ACCESS_VIEW_TYPES.items())
-        source = (f"read_json('{literal}', format = 'newline_delimited', "
-                  f"ignore_errors = true, columns = {{{cols}}})")
-        store.con.execute(f"CREATE OR REPLACE VIEW access_log AS SELECT "
-                          f"{', '.join(ACCESS_COLUMNS)} FROM {source}")
-    else:
-        cols = ", ".join(f"CAST(NULL AS {t}) AS {c}" for c, t in _ACCESS_VIEW_TYPES.items())
-        store.con.execute(f"CREATE OR REPLACE VIEW access_log AS SELECT {cols} WHERE false")
+    _jsonl_view(store, "access_log", store.root / WORKSPACE_DIR / ACCESS_FILE,
+                _ACCESS_VIEW_TYPES)
+    _jsonl_view(store, "incident_log", store.root / WORKSPACE_DIR / INCIDENTS_FILE,
+                _INCIDENT_VIEW_TYPES)

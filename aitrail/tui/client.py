@@ -64,6 +64,8 @@ class StoreClient:
 
     def sql(self, query: str, limit: int = 500) -> Result:
         with self._lock:
+            # another responder (or this one) may have started the workspace files since
+            workspace.attach_views(self.store)
             return self.store.sql(query, limit=limit)
 
     def replay_steps(self, change_id: str | None = None, trace_id: str | None = None,

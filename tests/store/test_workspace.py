@@ -108,3 +108,13 @@ def test_bad_input_is_refused(tmp_path):
         ws.note("INC", "  ")
     with pytest.raises(BadInput, match="unknown access action"):
         ws.log_access("delete_everything", "x")
+
+
+def test_incident_log_view_joins_pins_to_spans(store):
+    Workspace(store, user="r").pin("INC-7", "a037a304a4cae490e5bc07c64abe83a5",
+                                   "9431cd1398d894f6", "retrieval")
+    with Store(store) as st:
+        attach_views(st)
+        rows = st.sql("select i.incident, s.name from incident_log i join spans s "
+                      "using (trace_id, span_id) where i.op = 'pin'").rows
+    assert rows == [{"incident": "INC-7", "name": "retrieve_similar_tickets"}]
