@@ -3,6 +3,7 @@ with the real time gaps shown (and compressed, so a 40-minute wait takes seconds
 
 from __future__ import annotations
 
+import re
 import textwrap
 from typing import Any, ClassVar
 
@@ -25,21 +26,43 @@ LABEL_STYLE = {"ASKED": "bold cyan", "RETRIEVED": "bold blue", "MODEL": "bold ma
                "CHANGE": "bold", "ERROR": "bold red"}
 
 
+def gap_text(seconds: float) -> str:
+    if seconds < 60:
+        return f"+{seconds:.1f}s"
+    if seconds < 3600:
+        return f"+{seconds / 60:.1f}m"
+    return f"+{seconds / 3600:.1f}h"
+
+
+def step_flags(s: Step) -> list[tuple[str, str]]:
+    """What a responder scans for: errors, verdict→enforced, reviews (words, not colour)."""
+    flags = []
+    if s.error:
+        flags.append(("✗ ERROR", "bold red"))
+    for k, v in s.details:
+        if k == "decision":
+            m = re.search(r"verdict (\S+?)(?:,|$| )(?:.*?enforced (\S+?)(?:,|$| ))?", v)
+            if m:
+                verdict, action = m.group(1), m.group(2)
+                flags.append((f"[{verdict}→{action}]" if action and action != verdict
+                              else f"[{verdict}]", "yellow"))
+        elif k == "review":
+            flags.append((f"[{v}]", "green"))
+    return flags
+
+
 def step_line(s: Step, trace_no: int) -> Text:
+    """One line per step; the flags come before the title so a narrow screen keeps them."""
     t = Text(no_wrap=True, overflow="ellipsis")
     t.append(f"{s.index:>3}. ")
     t.append(f"{s.time.strftime('%H:%M:%S')} ")
-    t.append(f"{'+' + format(s.gap_s, '.1f') + 's' if s.index > 1 else '':>8} ", "dim")
+    t.append(f"{gap_text(s.gap_s) if s.index > 1 else '':>8} ", "dim")
     t.append(f"T{trace_no} ", "dim")
     t.append(f"{s.label:<9} ", LABEL_STYLE.get(s.label, "bold"))
+    for flag, style in step_flags(s):
+        t.append(flag, style)
+        t.append(" ")
     t.append(s.title)
-    if s.error:
-        t.append("  ✗ ERROR", "bold red")
-    for k, v in s.details:
-        if k == "decision":
-            t.append(f"  [{v.split(': ', 1)[-1].split(' — ')[0]}]", "yellow")
-        elif k == "review":
-            t.append(f"  [review {v}]", "green")
     return t
 
 
@@ -48,7 +71,7 @@ def step_detail(s: Step, trace_no: int, n_traces: int, width: int = 100) -> Text
     t.append(f"step {s.index}: ", "bold")
     t.append(f"{s.label} ", LABEL_STYLE.get(s.label, "bold"))
     t.append(f"{s.title}  [{s.service or '?'}]\n", "bold")
-    t.append(f"{marks.when(s.time)}  (+{s.gap_s:.1f}s after the previous step)  "
+    t.append(f"{marks.when(s.time)}  ({gap_text(s.gap_s)} after the previous step)  "
              f"trace {trace_no} of {n_traces}\n", "dim")
     room = max(20, width - 14)
     for k, v in s.details:
@@ -197,7 +220,7 @@ class ReplayScreen(StoreScreen):
             return
         gap = self.steps[self.at + 1].gap_s
         wait = min(gap, MAX_WAIT_S) / self.speed
-        shown = f"next step in {wait:.1f}s (real gap +{gap:.1f}s)"
+        shown = f"next step in {wait:.1f}s (real gap {gap_text(gap)})"
         self._status(shown)
         self.timer = self.set_timer(max(wait, 0.05), self._advance)
 

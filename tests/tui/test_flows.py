@@ -151,6 +151,7 @@ async def test_replay_of_the_migration_steps_to_the_escalated_policy_and_danas_a
         assert screen.at == policy_at
         detail = screen_text(app)
         assert "db-migrations v3: verdict review, enforced escalate" in detail
+        assert "POLICY    [review→escalate] policy.check db-migra" in detail
         review_at = labels.index("REVIEW")
         for _ in range(review_at - policy_at):
             await press(pilot, "j")
