@@ -124,10 +124,10 @@ def span_text(row: dict[str, Any], width: int = WIDTH) -> Text:
     out.append(f"  [{r.get('service_name') or '?'}]\n")
     out.append(f"{marks.when(r['start_time'])}  {marks.duration(r.get('duration_ms'))}  "
                f"status {r.get('status_code')}")
-    if r.get("status_code") == "error":
-        out.append(f"  ✗ ERROR {r.get('status_message') or r.get('error_type') or ''}",
-                   "bold red")
     out.append("\n")
+    if r.get("status_code") == "error":
+        _wrap(out, f"✗ ERROR {r.get('status_message') or r.get('error_type') or ''}", "  ",
+              width, "bold red")
     facts = [("model", " → ".join(x for x in (r.get("request_model"), r.get("response_model"))
                                   if x) or None),
              ("provider", r.get("provider")), ("operation", r.get("operation")),
@@ -162,7 +162,12 @@ def span_text(row: dict[str, Any], width: int = WIDTH) -> Text:
                       or r.get("data_source") or "?")
             out.append(f"  #{rank} ", "bold")
             out.append(f"{d.get('id')}", "bold cyan")
-            out.append(f"  source {source}  score {d.get('score')}\n")
+            where = f"source {source}  score {d.get('score')}"
+            if len(str(d.get("id"))) + len(where) + 8 > width:
+                out.append("\n")
+                _wrap(out, where, "     ", width)
+            else:
+                out.append(f"  {where}\n")
             _wrap(out, str(d.get("content") or ""), "      ", width)
     if r.get("tool_name") or r.get("tool_arguments") or r.get("tool_result"):
         _heading(out, f"tool {r.get('tool_name') or ''}".strip())
@@ -191,7 +196,7 @@ def span_text(row: dict[str, Any], width: int = WIDTH) -> Text:
             out.append(f", enforced {action if action is not None else '(not recorded)'}")
             if action is not None and verdict in ("deny", "review") and action in (
                     "none", "allow"):
-                out.append("  ⚠ GAP: verdict not enforced", "bold red")
+                out.append("\n            ⚠ GAP: verdict not enforced", "bold red")
             out.append("\n")
             for key in ("rule", "reason", "actor", "native_verdict", "source"):
                 if d.get(key):
