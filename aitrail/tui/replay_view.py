@@ -96,6 +96,9 @@ class ReplayScreen(StoreScreen):
         Binding("minus", "speed(0.5)", "Slower", show=False, id="replay.slower"),
         Binding("o", "open_span", "Open span", id="replay.open_span"),
         Binding("t", "open_trace", "Trace", id="replay.open_trace"),
+        Binding("v", "pivot", "Pivot", show=False, id="replay.pivot"),
+        Binding("i", "pin", "Pin", show=False, id="replay.pin"),
+        Binding("N", "note", "Note", show=False, id="replay.note"),
     ]
     DEFAULT_CSS = """
     ReplayScreen #title { height: 1; padding: 0 1; background: $primary-background; }
@@ -250,3 +253,24 @@ class ReplayScreen(StoreScreen):
         from .trace import TraceScreen
 
         self.aitrail.open(TraceScreen(s.trace_id, span_id=s.span_id))
+
+    def _row(self) -> dict[str, Any] | None:
+        if not self.steps:
+            return None
+        return self.rows.get(self.steps[self.at].span_id)
+
+    def action_pivot(self) -> None:
+        row = self._row()
+        if row is not None:
+            self.aitrail.pick_pivot(row)
+
+    def action_pin(self) -> None:
+        row = self._row()
+        if row is not None:
+            self.aitrail.pin(row["trace_id"], row["span_id"],
+                             f"step {self.at + 1} {row['name']} [{row.get('service_name')}]")
+
+    def action_note(self) -> None:
+        row = self._row()
+        self.aitrail.add_note(row["trace_id"] if row else None,
+                              row["span_id"] if row else None)

@@ -29,6 +29,7 @@ class SqlScreen(StoreScreen):
     def __init__(self, query: str = "") -> None:
         super().__init__()
         self.initial = query
+        self.result: Any = None
 
     def compose(self) -> ComposeResult:
         yield Input(self.initial, id="query",
@@ -58,6 +59,7 @@ class SqlScreen(StoreScreen):
         status.update(f"ERROR: {message}")
 
     def show(self, res: Any) -> None:
+        self.result = res
         status = self.query_one("#status", Static)
         status.remove_class("-error")
         table = self.query_one("#table", DataTable)
@@ -69,6 +71,8 @@ class SqlScreen(StoreScreen):
         n = len(res.rows)
         status.update(f"{n} row{'s' if n != 1 else ''}"
                       + (f" · more results — truncated at {ROW_LIMIT}" if res.truncated
+                         else "")
+                      + (" · Enter on a row opens its trace" if "trace_id" in res.columns
                          else ""))
         if n:
             table.focus()
@@ -81,3 +85,16 @@ class SqlScreen(StoreScreen):
             self.query_one("#table").focus()
         else:
             self.aitrail.action_back()
+
+    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+        """A result row that names a trace (and span) opens it."""
+        res = self.result
+        if res is None or "trace_id" not in res.columns or event.cursor_row >= len(res.rows):
+            return
+        row = res.rows[event.cursor_row]
+        if not row.get("trace_id"):
+            return
+        from .trace import TraceScreen
+
+        self.aitrail.open(TraceScreen(str(row["trace_id"]), row.get("tenant"),
+                                      row.get("span_id")))

@@ -162,7 +162,9 @@ async def test_replay_of_the_migration_steps_to_the_escalated_policy_and_danas_a
         # the failed deploy is the last step with an error
         await press(pilot, "G")
         assert screen.steps[screen.at].error == "canceling statement due to lock timeout"
-        await press(pilot, "o")
+        await press(pilot, "v")  # pivot from the failing step: its change, service, ...
+        assert type(app.screen).__name__ == "PivotPicker"
+        await press(pilot, "escape", "o")
         assert isinstance(app.screen, SpanScreen)
     log = Workspace(store).access_log().rows
     assert ("open_replay", f"change {MIGRATION}", "resp-b") in [
@@ -230,6 +232,15 @@ async def test_sql_console_shows_a_result_table_and_errors_inline(store):
         assert "ERROR:" in screen_text(app) and "nope" in screen_text(app)
         # the last good result is still there to read
         assert table.row_count == 1
+        # a result naming a trace and span opens it
+        await press(pilot, "ctrl+u")
+        await type_text(pilot, "select trace_id, span_id from documents "
+                        "where document_id = 'zendesk:ticket/88190'")
+        await press(pilot, "enter")
+        assert "Enter on a row opens its trace" in screen_text(app)
+        await press(pilot, "enter")
+        assert isinstance(app.screen, TraceScreen)
+        assert app.screen.query_one(WaterfallView).current["span_id"] == RETRIEVAL_SPAN
 
 
 async def test_pin_and_note_survive_a_restart_and_another_responder_sees_them(store):
