@@ -169,6 +169,18 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("action", choices=("new",))
     s.add_argument("--tenant", required=True)
 
+    s = sub.add_parser("tui", help="the responder's terminal UI",
+                       description="Search, trace waterfall, AI call view, replay of a change, "
+                       "pivots, SQL console (;), incident pins and notes, access log. Press ? "
+                       "for the keys of each screen. Opening an AI call or a replay is "
+                       "recorded in the store's access log.")
+    s.add_argument("--incident", metavar="NAME", help="incident that pins and notes go to "
+                   "(default: asked the first time)")
+    # `aitrail tui --store DIR` reads naturally; SUPPRESS keeps a global --store given
+    # before the command from being reset by this parser's default.
+    s.add_argument("--store", type=Path, default=argparse.SUPPRESS,
+                   help="store directory (same as the global --store)")
+
     s = sub.add_parser("reindex", help="recompute the audit columns of stored data",
                        description="Re-run normalization over every stored file (after an "
                        "upgrade or a [mapping] change). The generic columns are lossless, so "
@@ -256,8 +268,11 @@ def cmd_ingest(args, root: Path, config) -> int:
 
 def _open(root: Path):
     from .store.query import Store
+    from .store.workspace import attach_views
 
-    return Store(root)
+    store = Store(root)
+    attach_views(store)  # the read audit as view `access_log`
+    return store
 
 
 def cmd_sql(args, root: Path, _config) -> int:
@@ -495,9 +510,20 @@ def cmd_token(args, _root: Path, _config) -> int:
     return EXIT_OK
 
 
+def cmd_tui(args, root: Path, _config) -> int:
+    from .tui.app import make_app
+
+    if not sys.stdout.isatty():
+        _err("tui needs a terminal")
+        return EXIT_USAGE
+    make_app(root, incident=args.incident).run()
+    return EXIT_OK
+
+
 COMMANDS = {"serve": cmd_serve, "send": cmd_send, "token": cmd_token, "ingest": cmd_ingest,
             "sql": cmd_sql, "traces": cmd_traces, "show": cmd_show, "replay": cmd_replay,
-            "changes": cmd_changes, "reindex": cmd_reindex, "compact": cmd_compact}
+            "changes": cmd_changes, "reindex": cmd_reindex, "compact": cmd_compact,
+            "tui": cmd_tui}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -34,6 +34,7 @@ from ingest_file import make_load
 from aitrail.store.compact import compact_store
 from aitrail.store.ingest import Ingester
 from aitrail.store.query import Store
+from aitrail.store.text_index import words
 from aitrail.store.writer import write_table
 
 
@@ -114,6 +115,20 @@ def measure(root: Path, repeat: int, seed: int) -> None:
             t0 = time.perf_counter()
             st.facets(**filters)
             facets.append(time.perf_counter() - t0)
+        # Words to search for: long ones from sampled prompts (rare), and "the" (common).
+        texts = st.sql("select input_messages as m from _spans where input_messages is not "
+                       f"null using sample {repeat * 2} rows", limit=None).rows
+        rare = [w for r in texts for w in words(r["m"]) if len(w) >= 9 and not w.isdigit()]
+        rng.shuffle(rare)
+        rare_t, common_t = [], []
+        for w in rare[:max(5, repeat // 5)]:
+            t0 = time.perf_counter()
+            assert st.search(limit=100, text=w).rows
+            rare_t.append(time.perf_counter() - t0)
+        for _ in range(3):
+            t0 = time.perf_counter()
+            st.search(limit=100, text="the")
+            common_t.append(time.perf_counter() - t0)
     print(f"store: {total:,} spans in {len(files):,} files, {size / 2**20:,.0f} MiB "
           f"({size / max(total, 1):.0f} B/span)")
     print(f"baseline: count(*) over the store    {scan * 1000:8.1f} ms")
@@ -123,6 +138,8 @@ def measure(root: Path, repeat: int, seed: int) -> None:
     print(f"filtered page, 1,000 traces (API)    {ms(pages)}   "
           f"({len(res.rows)} rows, truncated={res.truncated})")
     print(f"facets under the same filter (API)   {ms(facets)}")
+    print(f"free text, a rare word, 100 traces   {ms(rare_t)}")
+    print(f"free text, 'the', 100 traces         {ms(common_t)}")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -209,3 +209,18 @@ def test_show_puts_the_enforced_action_next_to_the_verdict(sample_store, capsys)
     trace_id = json.loads(capsys.readouterr().out)[0]["trace_id"]
     assert main(["--store", str(sample_store), "show", trace_id]) == 0
     assert "verdict=review enforced=none" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("where", ["before", "after"])
+def test_tui_takes_the_store_either_side_and_refuses_to_start_without_a_terminal(
+        sample_store, capsys, where):
+    argv = (["--store", str(sample_store), "tui"] if where == "before"
+            else ["tui", "--store", str(sample_store)])
+    assert main(argv) == 2
+    assert "tui needs a terminal" in capsys.readouterr().err
+
+
+def test_sql_sees_the_access_log_view_even_before_anything_was_opened(sample_store, capsys):
+    assert main(["--store", str(sample_store), "sql", "select count(*) as n from access_log",
+                 "--format", "json"]) == 0
+    assert json.loads(capsys.readouterr().out) == [{"n": 0}]

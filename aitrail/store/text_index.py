@@ -39,6 +39,12 @@ def words(text: str) -> list[str]:
     return list(dict.fromkeys(_WORD.findall(text.lower())))
 
 
+def row_matches(row: dict, ws: list[str]) -> bool:
+    """The same rule in Python, on a row of the `spans` view (the TUI's "which span")."""
+    found = set(words(" ".join(str(row.get(c) or "") for c in TEXT_COLUMNS)))
+    return bool(ws) and all(w in found for w in ws)
+
+
 def word_predicate(ws: list[str]) -> tuple[str, list[str]]:
     """SQL (on the raw spans columns) true when every word appears as a whole word."""
     text = "lower(concat_ws(' ', " + ", ".join(TEXT_COLUMNS) + "))"
