@@ -5,6 +5,8 @@ A scan of the text columns cannot answer in under a second past ~300k spans; tan
 a rare term at 10M spans in milliseconds (performance.md). The index lives in the partition
 directory (`hour=HH/_text/`) and is built by compaction before the directory swap, so it is
 swapped in (and later retired) together with the file it covers, named in `_text/COVERS`.
+It returns the matching spans themselves, so a search reads only ids and the columns it
+shows from those files, never their text.
 Files the index does not cover (an open hour, a late file) are scanned.
 
 Matching is by words: a span matches when every word of the query appears in its text as a
@@ -20,12 +22,14 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 TEXT_DIR = "_text"
-COVERS = "COVERS"
+COVERS = "COVERS"  # {"file": the Parquet file indexed, "format": FORMAT}
+FORMAT = 2
 # Columns indexed, and searched by query.py's text filter.
 TEXT_COLUMNS = ("system_instructions", "input_messages", "output_messages", "documents",
                 "tool_arguments", "tool_result", "retrieval_query")
@@ -58,6 +62,7 @@ def _schema():
 
     sb = tantivy.SchemaBuilder()
     sb.add_text_field("trace", stored=True, tokenizer_name="raw")
+    sb.add_text_field("span", stored=True, tokenizer_name="raw")
     sb.add_integer_field("start", stored=True, fast=True, indexed=False)
     sb.add_text_field("body", stored=False)
     return sb.build()
@@ -74,29 +79,31 @@ def build(parquet: Path, dest: Path) -> int:
     writer = index.writer(heap_size=_WRITER_HEAP, num_threads=1)
     docs = 0
     pf = pq.ParquetFile(parquet)
-    cols = ["trace_id", "start_time_unix_nano", *TEXT_COLUMNS]
+    cols = ["trace_id", "span_id", "start_time_unix_nano", *TEXT_COLUMNS]
     for batch in pf.iter_batches(batch_size=4096, columns=cols):
         present = [batch.column(c) for c in TEXT_COLUMNS]
         body = pc.binary_join_element_wise(
             *[pc.fill_null(c, "") for c in present], "\n")
         has_text = pc.greater(pc.utf8_length(body), len(TEXT_COLUMNS) - 1)
         rows = pa.RecordBatch.from_arrays(
-            [batch.column("trace_id"), batch.column("start_time_unix_nano"), body],
-            ["t", "s", "b"]).filter(has_text)
-        for t, s, b in zip(rows.column("t").to_pylist(), rows.column("s").to_pylist(),
-                           rows.column("b").to_pylist(), strict=True):
-            writer.add_document(tantivy.Document(trace=t.hex(), start=min(s, 2**63 - 1),
-                                                 body=b))
+            [batch.column("trace_id"), batch.column("span_id"),
+             batch.column("start_time_unix_nano"), body], ["t", "p", "s", "b"]).filter(has_text)
+        for t, sp, s, b in zip(rows.column("t").to_pylist(), rows.column("p").to_pylist(),
+                               rows.column("s").to_pylist(), rows.column("b").to_pylist(),
+                               strict=True):
+            writer.add_document(tantivy.Document(trace=t.hex(), span=sp.hex(),
+                                                 start=min(s, 2**63 - 1), body=b))
             docs += 1
     writer.commit()
     writer.wait_merging_threads()
-    (dest / COVERS).write_text(parquet.name)
+    (dest / COVERS).write_bytes(orjson.dumps({"file": parquet.name, "format": FORMAT}))
     return docs
 
 
 @dataclass
 class Hits:
     traces: list[bytes]  # trace ids of matching spans, newest span first (repeats removed)
+    spans: list[bytes]  # the matching spans, as trace id + span id (24 bytes)
     complete: bool  # every matching span, or only the newest `limit`
     cutoff: int  # when not complete: the oldest start among them (ns)
 
@@ -110,9 +117,12 @@ class TextIndexes:
     def covered(self, part: Path) -> str | None:
         """The file name the partition's index covers, if it has a complete one."""
         try:
-            return (part / TEXT_DIR / COVERS).read_text().strip() or None
-        except OSError:
+            covers = orjson.loads((part / TEXT_DIR / COVERS).read_bytes())
+        except (OSError, orjson.JSONDecodeError):
             return None
+        if not isinstance(covers, dict) or covers.get("format") != FORMAT:
+            return None  # built by an older version: compaction builds it again
+        return covers.get("file")
 
     def search(self, part: Path, ws: list[str], limit: int) -> Hits | None:
         """Spans of the partition's indexed file holding every word; None: no index."""
@@ -135,10 +145,12 @@ class TextIndexes:
         searcher = index.searcher()
         result = searcher.search(query, limit, order_by_field="start",
                                  order=tantivy.Order.Desc)
-        traces, oldest = [], 0
+        traces, spans, oldest = [], [], 0
         for start, addr in result.hits:
             doc = searcher.doc(addr)
-            traces.append(bytes.fromhex(doc["trace"][0]))
+            trace = bytes.fromhex(doc["trace"][0])
+            traces.append(trace)
+            spans.append(trace + bytes.fromhex(doc["span"][0]))
             oldest = start
         complete = len(result.hits) < limit
-        return Hits(list(dict.fromkeys(traces)), complete, oldest)
+        return Hits(list(dict.fromkeys(traces)), spans, complete, oldest)

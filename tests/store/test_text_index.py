@@ -121,11 +121,19 @@ def test_a_file_the_index_does_not_cover_is_scanned(store: Path) -> None:
         assert [r["trace_id"] for r in got.rows] == ["07" * 16]
 
 
-def test_too_many_candidates_falls_back_to_a_scan(store: Path, monkeypatch) -> None:
+@pytest.mark.parametrize("limit", [3, 8])
+def test_an_index_naming_only_the_newest_spans_gives_the_scans_answer(
+        store: Path, monkeypatch, limit: int) -> None:
+    """A common word: the index returns the newest few matching spans of each hour; the page
+    is taken from them when it fills above their oldest, else the hour is scanned."""
     with Store(store) as st:
-        before = st.search(limit=30, text="invoice")
+        before = st.search(limit=limit, text="invoice")
     compact_store(store, now=LATER)
-    monkeypatch.setattr(query_mod, "TEXT_CANDIDATES", 5)
+    monkeypatch.setattr(query_mod, "TEXT_CANDIDATES", 2)
+    calls = []
     with Store(store) as st:
-        after = st.search(limit=30, text="invoice")
+        real = st._text.search
+        monkeypatch.setattr(st._text, "search", lambda *a: calls.append(r := real(*a)) or r)
+        after = st.search(limit=limit, text="invoice")
     assert after.rows == before.rows and after.truncated == before.truncated
+    assert any(not h.complete for h in calls)  # the partial path ran
