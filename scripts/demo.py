@@ -1,9 +1,11 @@
 """`make demo`: the real path end to end, on the embedded default store layout in
 .demo-store/: start the collector, send the sample incidents over OTLP/gRPC, stop it (drain,
-flush), then show what arrived and replay the migration incident."""
+flush), then show what arrived, replay the migration incident, and (on a terminal) open
+the TUI on it."""
 
 from __future__ import annotations
 
+import os
 import re
 import shlex
 import shutil
@@ -50,7 +52,10 @@ def main() -> int:
     step("changes", "changes")
     step("replay", "replay", "chg-billing-migration-4821")
     print("\nThe store is in .demo-store/: try `.venv/bin/aitrail --store .demo-store traces "
-          "--verdict review`", flush=True)
+          "--verdict review`, or `.venv/bin/aitrail --store .demo-store tui`", flush=True)
+    if sys.stdin.isatty() and sys.stdout.isatty():
+        print("\n$ aitrail tui   (? for keys, q to quit)", flush=True)
+        os.execv(AITRAIL[0], [*AITRAIL, "tui"])  # the demo ends in the terminal UI
     return 0
 
 
