@@ -402,7 +402,13 @@ class Store:
     def _search_files(self, files: list[Path], where: str, params: list[Any],
                       limit: int) -> list[dict[str, Any]]:
         """Matching traces of these files (at most `limit`, newest first), one row each."""
+        # Two steps: the page's traces from the ids and start times alone, then the summary
+        # columns only for their spans (grouping every trace of an hour read them all).
+        src = _files_sql(files)
         return self._fetch(
+            f"WITH top AS (SELECT tenant, trace_id FROM {src} WHERE {where} "
+            "GROUP BY tenant, trace_id "
+            "ORDER BY min(start_time_unix_nano) DESC, trace_id LIMIT ?) "
             "SELECT tenant, trace_id, min(start_time_unix_nano) AS _start, "
             "arg_min(name, start_time_unix_nano) AS first_span, count(*) AS matching_spans, "
             "list(DISTINCT service_name) FILTER (WHERE service_name IS NOT NULL) AS services, "
@@ -412,9 +418,10 @@ class Store:
             "AS verdicts, "
             "list(DISTINCT change_id) FILTER (WHERE change_id IS NOT NULL) AS changes, "
             "count(*) FILTER (WHERE status_code = 2) AS errors "
-            f"FROM {_files_sql(files)} WHERE {where} GROUP BY tenant, trace_id "
-            "ORDER BY min(start_time_unix_nano) DESC, trace_id LIMIT ?",
-            [*params, limit]).rows
+            f"FROM {src} SEMI JOIN top USING (tenant, trace_id) WHERE {where} "
+            "GROUP BY tenant, trace_id "
+            "ORDER BY min(start_time_unix_nano) DESC, trace_id",
+            [*params, limit, *params]).rows
 
     def facets(self, top: int = 10, **filters: Any) -> dict[str, list[tuple[Any, int]]]:
         """Counts of spans per value of each facet column, under the same filters: one scan
