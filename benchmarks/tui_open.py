@@ -84,8 +84,13 @@ async def first_paint(root: Path) -> tuple[float, float]:
     async with app.run_test(size=(120, 40)) as pilot:
         while not isinstance(app.screen, SearchScreen):
             await pilot.pause(0.005)
-        await pilot.pause()
-        frame = time.perf_counter() - started
+        # The first frame is when the screen has been painted once (waiting for the app to
+        # be idle would also wait for the search worker, which is "first results").
+        painted: list[float] = []
+        app.screen.call_after_refresh(lambda: painted.append(time.perf_counter()))
+        while not painted:
+            await asyncio.sleep(0.002)
+        frame = painted[0] - started
         while not app.screen.rows:
             await pilot.pause(0.005)
         await pilot.pause()
