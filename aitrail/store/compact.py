@@ -47,7 +47,7 @@ from .writer import COMPRESSION_LEVEL
 GRACE_S = 600  # an hour is closed ten minutes after it ends (late spans)
 # Rows sorted at once: a bigger hour is merged in trace-id ranges of about this many rows,
 # so memory stays bounded whatever the hour's size (~1.5 KB of Arrow per span).
-RANGE_ROWS = 100_000
+RANGE_ROWS = 50_000
 # Laid out for fetch: a trace is read from one row group (query.py reads just that one), so
 # groups are small. Measured on a 416k-span hour here: 16k-row groups 436 B/span and ~25 ms
 # to read a trace's group; 4k rows 453 B/span, ~8 ms; 1k rows 479 B/span, ~5 ms.
@@ -163,10 +163,12 @@ def merge(inputs: list[Path], dest: Path, spill_dir: Path | None = None,
                           data_page_size=COMPACT_PAGE_SIZE) as out:
         for part in _range_tables(files, schema, ranges, spill_dir or dest.parent):
             t = part.sort_by([("trace_id", "ascending"), ("start_time_unix_nano", "ascending")])
+            del part  # only one range in memory at a time (and its sorted copy)
             if t.num_rows:
                 out.write_table(t, row_group_size=COMPACT_ROW_GROUP)
-                ids += t["trace_id"].chunks
+                ids.append(pa.concat_arrays(t["trace_id"].chunks))
                 rows += t.num_rows
+            del t
     with open(tmp, "rb+") as f:
         os.fsync(f.fileno())
     write_sidecar(dest, pa.chunked_array(ids, pa.binary(16)))
@@ -213,8 +215,10 @@ def _range_tables(files: list[pq.ParquetFile], schema: pa.Schema, ranges: int,
             sink.close()
         for p in paths:
             with pa.memory_map(str(p)) as source:
-                yield ipc.open_file(source).read_all()
+                table = ipc.open_file(source).read_all()
             p.unlink()
+            yield table
+            del table
     finally:
         for p in paths:
             p.unlink(missing_ok=True)
