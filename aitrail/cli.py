@@ -417,7 +417,8 @@ def cmd_compact(args, root: Path, config) -> int:
         print(f"{verb} {report.partitions} tenant-hours: {report.files_in} files "
               f"({report.bytes_in / 2**20:.1f} MiB)"
               + ("" if args.dry_run else f" -> {report.files_out} files "
-                 f"({report.bytes_out / 2**20:.1f} MiB), {report.spans} spans"))
+                 f"({report.bytes_out / 2**20:.1f} MiB), {report.spans} spans"
+                 + (f", {report.log_records} log records" if report.log_records else "")))
     for line in report.skipped:
         _err(f"skipped {line}")
     return EXIT_REJECTED if report.skipped else EXIT_OK

@@ -1,4 +1,5 @@
-"""Compaction: each closed tenant-hour of spans becomes one file laid out for fetch.
+"""Compaction: each closed tenant-hour of spans (and of log records) becomes one file laid
+out for fetch.
 
 Frequent flushes make many small files, and per-file footers are what makes a store slow
 (performance.md). A tenant-hour is *closed* `grace` after it ends; its committed files are
@@ -40,11 +41,15 @@ import pyarrow.parquet as pq
 from . import text_index
 from .errors import StoreError
 from .fsutil import fsync_dir, fsync_tree, publish_lock
-from .schema import DICTIONARY_COLUMNS, FILE_METADATA
+from .schema import DICTIONARY_COLUMNS, FILE_METADATA, LOG_DICTIONARY_COLUMNS
 from .trace_index import TraceIndex, sidecar_path, write_sidecar
 from .writer import COMPRESSION_LEVEL
 
 GRACE_S = 600  # an hour is closed ten minutes after it ends (late spans)
+# Per dataset: the time column rows are sorted by after the trace id, and the columns with a
+# dictionary (as the flush writer writes them).
+_TIME = {"spans": "start_time_unix_nano", "logs": "time_unix_nano"}
+_DICTIONARY = {"spans": DICTIONARY_COLUMNS, "logs": LOG_DICTIONARY_COLUMNS}
 # Rows sorted at once: a bigger hour is merged in trace-id ranges of about this many rows,
 # so memory stays bounded whatever the hour's size (~1.5 KB of Arrow per span).
 RANGE_ROWS = 50_000
@@ -69,6 +74,7 @@ class CompactReport:
     files_in: int = 0
     files_out: int = 0
     spans: int = 0
+    log_records: int = 0
     bytes_in: int = 0
     bytes_out: int = 0
     skipped: list[str] = field(default_factory=list)  # "partition: reason"
@@ -119,23 +125,25 @@ def _hour_end(date: str, hour: int) -> datetime:
 
 
 def plan(root: Path, now: datetime | None = None, grace_s: float = GRACE_S,
-         tenant: str | None = None) -> list[tuple[Path, list[Path]]]:
-    """Closed partitions worth compacting, oldest first, with their committed inputs."""
+         tenant: str | None = None, dataset: str = "spans") -> list[tuple[Path, list[Path]]]:
+    """Closed partitions worth compacting, oldest first, with their committed inputs.
+    Spans hours also when a file lacks its trace index or the hour its text index."""
     now = now or datetime.now(UTC)
     checkpoints = _Checkpoints(Path(root))
     out = []
-    for part in reversed(TraceIndex(Path(root) / "spans").partitions(tenant)):
+    for part in reversed(TraceIndex(Path(root) / dataset).partitions(tenant)):
         if _hour_end(part.date, part.hour) + timedelta(seconds=grace_s) > now:
             continue
         inputs = [(p, ids) for p, ids in part.files if checkpoints.committed(p)]
-        if (len(inputs) >= 2 or any(ids is None for _, ids in inputs)
-                or (inputs and text_index.TextIndexes().covered(part.path) != inputs[0][0].name)):
+        if len(inputs) >= 2 or (dataset == "spans" and inputs and (
+                any(ids is None for _, ids in inputs)
+                or text_index.TextIndexes().covered(part.path) != inputs[0][0].name)):
             out.append((part.path, [p for p, _ in inputs]))
     return out
 
 
 def merge(inputs: list[Path], dest: Path, spill_dir: Path | None = None,
-          range_rows: int | None = None) -> int:
+          range_rows: int | None = None, dataset: str = "spans") -> int:
     """Merge sorted files into one at `dest` (+ sidecar); returns rows.
 
     Memory stays bounded whatever the hour's size: with more than `range_rows` rows, one
@@ -159,10 +167,10 @@ def merge(inputs: list[Path], dest: Path, spill_dir: Path | None = None,
     rows = 0
     with pq.ParquetWriter(tmp, schema.with_metadata(FILE_METADATA), compression="zstd",
                           compression_level=COMPRESSION_LEVEL,
-                          use_dictionary=DICTIONARY_COLUMNS, write_statistics=True,
+                          use_dictionary=_DICTIONARY[dataset], write_statistics=True,
                           data_page_size=COMPACT_PAGE_SIZE) as out:
         for part in _range_tables(files, schema, ranges, spill_dir or dest.parent):
-            t = part.sort_by([("trace_id", "ascending"), ("start_time_unix_nano", "ascending")])
+            t = part.sort_by([("trace_id", "ascending"), (_TIME[dataset], "ascending")])
             del part  # only one range in memory at a time (and its sorted copy)
             if t.num_rows:
                 out.write_table(t, row_group_size=COMPACT_ROW_GROUP)
@@ -171,7 +179,8 @@ def merge(inputs: list[Path], dest: Path, spill_dir: Path | None = None,
             del t
     with open(tmp, "rb+") as f:
         os.fsync(f.fileno())
-    write_sidecar(dest, pa.chunked_array(ids, pa.binary(16)))
+    if dataset == "spans":
+        write_sidecar(dest, pa.chunked_array(ids, pa.binary(16)))
     os.replace(tmp, dest)
     return rows
 
@@ -197,7 +206,7 @@ def _range_tables(files: list[pq.ParquetFile], schema: pa.Schema, ranges: int,
                 t = f.read_row_group(g).replace_schema_metadata(None).cast(schema)
                 # Ranges this row group can touch, from its min/max (sorted inputs: few).
                 first, last = 0, ranges - 1
-                if stats is not None and stats.has_min_max:
+                if stats is not None and stats.has_min_max and not stats.null_count:
                     first = sum(stats.min >= b.as_py() for b in bounds)
                     last = sum(stats.max >= b.as_py() for b in bounds)
                 tid = t["trace_id"]
@@ -205,6 +214,12 @@ def _range_tables(files: list[pq.ParquetFile], schema: pa.Schema, ranges: int,
                     keep = None
                     if i > 0:
                         keep = pc.greater_equal(tid, bounds[i - 1])
+                    elif tid.null_count:  # log records without a trace go to the first
+                        keep = pc.or_kleene(pc.is_null(tid), pc.less(tid, bounds[0]))
+                        part = t.filter(keep)
+                        if part.num_rows:
+                            sinks[i].write_table(part)
+                        continue
                     if i < ranges - 1:
                         below = pc.less(tid, bounds[i])
                         keep = below if keep is None else pc.and_(keep, below)
@@ -224,14 +239,16 @@ def _range_tables(files: list[pq.ParquetFile], schema: pa.Schema, ranges: int,
             p.unlink(missing_ok=True)
 
 
-def compact_partition(root: Path, part: Path, inputs: list[Path]) -> tuple[int, int]:
+def compact_partition(root: Path, part: Path, inputs: list[Path],
+                      dataset: str = "spans") -> tuple[int, int]:
     """Merge `inputs` of partition directory `part` and swap it in; returns (rows, bytes)."""
     work = Path(root) / "_compact" / uuid.uuid4().hex[:12]
     new = work / part.name
     new.mkdir(parents=True)
     try:
-        if len(inputs) == 1 and inputs[0].name.startswith(COMPACTED_PREFIX) \
-                and sidecar_path(inputs[0]).exists():
+        first = inputs[0] if len(inputs) == 1 else None
+        if dataset == "spans" and first and first.name.startswith(COMPACTED_PREFIX) \
+                and sidecar_path(first).exists():
             # Already merged, only its text index is missing: link it, do not rewrite it.
             dest = new / inputs[0].name
             os.link(inputs[0], dest)
@@ -239,9 +256,10 @@ def compact_partition(root: Path, part: Path, inputs: list[Path]) -> tuple[int, 
             rows = pq.read_metadata(dest).num_rows
         else:
             dest = new / f"{COMPACTED_PREFIX}{uuid.uuid4().hex[:12]}.parquet"
-            rows = merge(inputs, dest, spill_dir=work)
-        text_index.build(dest, new / text_index.TEXT_DIR)
-        fsync_tree(new / text_index.TEXT_DIR)
+            rows = merge(inputs, dest, spill_dir=work, dataset=dataset)
+        if dataset == "spans":
+            text_index.build(dest, new / text_index.TEXT_DIR)
+            fsync_tree(new / text_index.TEXT_DIR)
         size = dest.stat().st_size
         names = {p.name for p in inputs} | {sidecar_path(p).name for p in inputs}
         with publish_lock(root, exclusive=True):
@@ -269,7 +287,7 @@ def compact_store(root: Path, now: datetime | None = None, grace_s: float = GRAC
     is asked between tenant-hours (a collector shutting down)."""
     root = Path(root)
     report = CompactReport()
-    if not (root / "spans").exists():
+    if not (root / "spans").exists() and not (root / "logs").exists():
         return report
     (root / "_locks").mkdir(parents=True, exist_ok=True)
     fd = os.open(root / "_locks" / "compact.lock", os.O_RDWR | os.O_CREAT, 0o644)
@@ -280,8 +298,9 @@ def compact_store(root: Path, now: datetime | None = None, grace_s: float = GRAC
             report.skipped.append("store: another compaction is running")
             return report
         shutil.rmtree(root / "_compact", ignore_errors=True)  # a crashed compaction's work
-        todo = plan(root, now, grace_s, tenant)
-        for i, (part, inputs) in enumerate(todo, start=1):
+        todo = [(dataset, part, inputs) for dataset in ("spans", "logs")
+                for part, inputs in plan(root, now, grace_s, tenant, dataset)]
+        for i, (dataset, part, inputs) in enumerate(todo, start=1):
             if should_stop is not None and should_stop():
                 break
             report.partitions += 1
@@ -289,12 +308,15 @@ def compact_store(root: Path, now: datetime | None = None, grace_s: float = GRAC
             report.bytes_in += sum(p.stat().st_size for p in inputs)
             if not dry_run:
                 try:
-                    rows, size = compact_partition(root, part, inputs)
+                    rows, size = compact_partition(root, part, inputs, dataset)
                 except (StoreError, FileNotFoundError) as e:
                     report.skipped.append(f"{part.relative_to(root)}: {e}")
                 else:
                     report.files_out += 1
-                    report.spans += rows
+                    if dataset == "spans":
+                        report.spans += rows
+                    else:
+                        report.log_records += rows
                     report.bytes_out += size
             if progress:
                 progress(i, len(todo))

@@ -288,3 +288,38 @@ def test_a_trace_crossing_into_the_previous_hour_is_placed_by_its_first_span(
         assert page.truncated
         last = st.search(limit=4).rows[-1]
         assert (last["trace_id"], last["matching_spans"]) == (x.hex(), 2)
+
+
+def test_log_records_are_compacted_too_including_ones_without_a_trace(
+        tmp_path: Path, monkeypatch) -> None:
+    from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+    from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord, ResourceLogs, ScopeLogs
+
+    from aitrail.store.log_records import LogBatch, append_logs_request
+    from aitrail.store.writer import ParquetWriter
+
+    monkeypatch.setattr(compact_mod, "RANGE_ROWS", 7)  # several trace-id ranges
+    rng = random.Random(4)
+    for w in range(3):
+        records = [LogRecord(time_unix_nano=T0 + rng.randrange(HOUR),
+                             trace_id=rng.randbytes(16) if i % 3 else b"",
+                             span_id=rng.randbytes(8) if i % 3 else b"",
+                             event_name="gen_ai.user.message",
+                             body=AnyValue(string_value=f"record {w}-{i}"))
+                   for i in range(12)]
+        batch = LogBatch()
+        append_logs_request(batch, ExportLogsServiceRequest(resource_logs=[ResourceLogs(
+            scope_logs=[ScopeLogs(log_records=records)])]), "acme")
+        ParquetWriter(tmp_path, f"w{w}").write_table(batch.to_table(), batch.tenants,
+                                                     batch.hours, dataset="logs")
+    def logs() -> list[tuple]:
+        with Store(tmp_path) as st:
+            return sorted(tuple(sorted((k, repr(v)) for k, v in r.items()))
+                          for r in st.sql("select * from logs", limit=None).rows)
+
+    before = logs()
+    assert len(before) == 36 and len(list((tmp_path / "logs").glob("*/*/*/*.parquet"))) == 3
+    report = compact_store(tmp_path, now=LATER)
+    assert (report.log_records, report.files_out) == (36, 1)
+    assert [f.name[:10] for f in (tmp_path / "logs").glob("*/*/*/*.parquet")] == ["compacted-"]
+    assert logs() == before
