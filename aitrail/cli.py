@@ -142,7 +142,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="largest request after decompression (default 20 MiB)")
     s.add_argument("--workers", type=int, help="collector processes sharing the ports "
                    "(SO_REUSEPORT), each with its own WAL and writer id <writer-id>-<i> "
-                   "(default: one per core, at most 4; 1 keeps everything in one process)")
+                   "(default: one per two cores, at most 4; 1 keeps everything in one process)")
     s.add_argument("--compact-every", type=float, default=300, metavar="SECONDS",
                    help="compact closed tenant-hours this often (default 300; 0: never, "
                    "see `aitrail compact`)")
@@ -426,7 +426,7 @@ def cmd_compact(args, root: Path, config) -> int:
 
 def cmd_serve(args, root: Path, config) -> int:
     from .collector.auth import Authenticator
-    from .collector.options import ServeError, ServeOptions
+    from .collector.options import ServeError, ServeOptions, default_workers
 
     def addr(value: str) -> str | None:
         return None if value.lower() in ("off", "none", "") else value
@@ -436,7 +436,7 @@ def cmd_serve(args, root: Path, config) -> int:
         writer_id=args.writer_id, insecure=args.insecure, tls_cert=args.tls_cert,
         tls_key=args.tls_key, tls_client_ca=args.tls_client_ca,
         max_request_bytes=args.max_request_bytes, mapping=config.mapping,
-        workers=args.workers if args.workers is not None else min(4, os.cpu_count() or 1),
+        workers=args.workers if args.workers is not None else default_workers(),
         compact_every=args.compact_every)
     try:
         auth = Authenticator.from_config(config.doc, str(config.path))

@@ -9,7 +9,7 @@ process to a collector in other processes. Measured in the same run:
   ceiling on this machine.
 - FLOOR: aitrail's in-process ingest of the same requests (Ingester.add + flush): conversion
   and Parquet without any network or WAL.
-- AITRAIL: `aitrail serve --workers N` (default: one per core): acknowledged = fsync'd in the
+- AITRAIL: `aitrail serve --workers N` (default as `aitrail serve`'s): acknowledged = fsync'd in the
   WAL, so acked spans/s is the durable rate; also the time until the flushers have written
   everything to Parquet. RSS is the supervisor and all its processes together.
 
@@ -40,6 +40,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from ingest_file import make_load
 
+from aitrail.collector.options import default_workers
 from aitrail.store.ingest import Ingester
 
 EXPORT = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
@@ -239,7 +240,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--spans", type=int, default=200_000)
     ap.add_argument("--inflight", type=int, default=16)
     ap.add_argument("--channels", type=int, default=4, help="client connections")
-    ap.add_argument("--workers", type=int, default=min(4, os.cpu_count() or 1),
+    ap.add_argument("--workers", type=int, default=default_workers(),
                     help="aitrail serve --workers")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--json", action="store_true")
