@@ -86,7 +86,7 @@ class Limits:
     # Request bytes converted per flush round: bounds the flusher's memory (a span is
     # ~1.4 KB of protobuf and several KB as Python objects). The flusher wakes as soon as a
     # round is waiting, else every flush_interval_s.
-    flush_round_bytes: int = 16 * 1024 * 1024
+    flush_round_bytes: int = 8 * 1024 * 1024
     max_unflushed_bytes: int = 64 * 1024 * 1024
     min_free_disk_bytes: int = 64 * 1024 * 1024
     dedupe_window: int = 300_000  # span digests remembered for duplicate detection
