@@ -142,7 +142,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="largest request after decompression (default 20 MiB)")
     s.add_argument("--workers", type=int, help="collector processes sharing the ports "
                    "(SO_REUSEPORT), each with its own WAL and writer id <writer-id>-<i> "
-                   "(default: one per two cores, at most 4; 1 keeps everything in one process)")
+                   "(default 1: one process already keeps about two cores busy; see the README)")
     s.add_argument("--compact-every", type=float, default=300, metavar="SECONDS",
                    help="compact closed tenant-hours this often (default 300; 0: never, "
                    "see `aitrail compact`)")

@@ -4,7 +4,6 @@ supervisor of several collector processes loads only this."""
 from __future__ import annotations
 
 import ipaddress
-import os
 import socket
 from dataclasses import dataclass
 from pathlib import Path
@@ -83,8 +82,9 @@ def check_options(opts: ServeOptions, auth: Authenticator) -> None:
 
 
 def default_workers() -> int:
-    """Collector processes by default: one per two cores (at most 4). One process already
-    keeps about two cores busy (gRPC, zstd and fsync run outside the GIL): on 2 cores, 1 and 2
-    processes both acknowledged ~25k spans/s (benchmarks/ingest_grpc.py), and 1 used 391 MB
-    instead of ~500 MB."""
-    return max(1, min(4, (os.cpu_count() or 1) // 2))
+    """One collector process unless asked for more. One process already keeps about two
+    cores busy (gRPC, zstd and fsync run outside the GIL): on 2 cores, 1 and 2 processes both
+    acknowledged ~25k spans/s (benchmarks/ingest_grpc.py) and 1 used 391 MB instead of ~500.
+    And each process remembers only what it stored: an exporter's retry that arrives on a new
+    connection may reach another process and be stored twice (compaction drops it)."""
+    return 1

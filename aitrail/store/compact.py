@@ -172,6 +172,8 @@ def merge(inputs: list[Path], dest: Path, spill_dir: Path | None = None,
         for part in _range_tables(files, schema, ranges, spill_dir or dest.parent):
             t = part.sort_by([("trace_id", "ascending"), (_TIME[dataset], "ascending")])
             del part  # only one range in memory at a time (and its sorted copy)
+            if dataset == "spans":
+                t = drop_exact_duplicates(t)
             if t.num_rows:
                 out.write_table(t, row_group_size=COMPACT_ROW_GROUP)
                 ids.append(pa.concat_arrays(t["trace_id"].chunks))
@@ -183,6 +185,31 @@ def merge(inputs: list[Path], dest: Path, spill_dir: Path | None = None,
         write_sidecar(dest, pa.chunked_array(ids, pa.binary(16)))
     os.replace(tmp, dest)
     return rows
+
+
+def drop_exact_duplicates(t: pa.Table) -> pa.Table:
+    """Rows identical to an earlier row with the same trace and span id: a retry stored by
+    two collector processes (or collectors). Spans that share ids but differ are all kept."""
+    key = pc.binary_join_element_wise(t["trace_id"].cast(pa.binary()),
+                                      t["span_id"].cast(pa.binary()), b"")
+    counts = pa.table({"k": key}).group_by("k").aggregate([([], "count_all")])
+    dup_keys = counts.filter(pc.greater(counts["count_all"], 1))["k"]
+    if not len(dup_keys):
+        return t
+    candidates = pc.indices_nonzero(pc.is_in(key, value_set=dup_keys)).to_pylist()
+    seen: set[bytes] = set()
+    drop = []
+    for i, row in zip(candidates, t.take(candidates).to_pylist(), strict=True):
+        ident = orjson.dumps(row, option=orjson.OPT_SORT_KEYS,
+                             default=lambda v: v.hex() if isinstance(v, bytes) else str(v))
+        if ident in seen:
+            drop.append(i)
+        else:
+            seen.add(ident)
+    if not drop:
+        return t
+    keep = pc.invert(pc.is_in(pa.array(range(t.num_rows)), value_set=pa.array(drop)))
+    return t.filter(keep)
 
 
 def _range_tables(files: list[pq.ParquetFile], schema: pa.Schema, ranges: int,

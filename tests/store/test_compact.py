@@ -323,3 +323,31 @@ def test_log_records_are_compacted_too_including_ones_without_a_trace(
     assert (report.log_records, report.files_out) == (36, 1)
     assert [f.name[:10] for f in (tmp_path / "logs").glob("*/*/*/*.parquet")] == ["compacted-"]
     assert logs() == before
+
+
+def test_compaction_drops_exact_duplicates_and_keeps_same_ids_with_other_content(
+        tmp_path: Path) -> None:
+    """Two collector processes each stored the same retried request: after compaction every
+    span is there once. A span that reuses ids with other content is evidence: kept."""
+    rng = random.Random(21)
+    req, tids = _request(rng, 10, 1)
+    for w in ("p-0", "p-1"):  # the same request stored by two processes
+        ing = Ingester(tmp_path, "acme", writer_id=w)
+        ing.add(req)
+        ing.flush()
+    other = ExportTraceServiceRequest()
+    other.CopyFrom(req)
+    other.resource_spans[0].scope_spans[0].spans[0].name = "same ids, other content"
+    del other.resource_spans[0].scope_spans[0].spans[1:]
+    ing = Ingester(tmp_path, "acme", writer_id="p-2")
+    ing.add(other)
+    ing.flush()
+    with Store(tmp_path) as st:
+        assert st.sql("select count(*) as n from _spans").rows[0]["n"] == 2 * 30 + 1
+    report = compact_store(tmp_path, now=LATER)
+    assert report.spans == 30 + 1
+    with Store(tmp_path) as st:
+        rows = st.sql("select span_id, name from spans", limit=None).rows
+        assert len(rows) == 31 and len({r["span_id"] for r in rows}) == 30
+        assert "same ids, other content" in {r["name"] for r in rows}
+        assert len(st.trace(tids[0].hex()).rows) == 4  # 3 spans + the variant
