@@ -88,3 +88,9 @@ def default_workers() -> int:
     And each process remembers only what it stored: an exporter's retry that arrives on a new
     connection may reach another process and be stored twice (compaction drops it)."""
     return 1
+
+
+def describe_security(opts: ServeOptions, auth: Authenticator) -> list[str]:
+    """The TLS and auth parts of the startup line."""
+    return ["TLS" + (" (mutual)" if opts.tls_client_ca else "") if opts.tls_cert else "no TLS",
+            f"{len(auth.tokens)} token(s)" if auth.enabled else "no auth: tenant 'default'"]

@@ -16,7 +16,13 @@ from ..store.pipeline import Limits, Pipeline
 from .auth import Authenticator
 from .grpc_server import LOGS_SERVICE, TRACE_SERVICE, TraceReceiver, build_server
 from .http_server import OTLPHTTPServer
-from .options import ServeOptions, check_options, default_writer_id, split_address
+from .options import (
+    ServeOptions,
+    check_options,
+    default_writer_id,
+    describe_security,
+    split_address,
+)
 
 log = logging.getLogger("aitrail.collector")
 
@@ -100,10 +106,7 @@ class Collector:
         if self.http_port:
             host, _ = split_address(self.opts.http_address or "")
             parts.append(f"OTLP/HTTP on {host}:{self.http_port}")
-        parts.append("TLS" + (" (mutual)" if self.opts.tls_client_ca else "")
-                     if self.opts.tls_cert else "no TLS")
-        parts.append(f"{len(self.auth.tokens)} token(s)" if self.auth.enabled
-                     else "no auth: tenant 'default'")
+        parts += describe_security(self.opts, self.auth)
         if self.replayed:
             parts.append(f"replayed {self.replayed} WAL record(s)")
         return "aitrail serve: " + ", ".join(parts)

@@ -34,7 +34,14 @@ from dataclasses import replace
 from typing import Any
 
 from .auth import Authenticator
-from .options import ServeError, ServeOptions, check_options, default_writer_id, split_address
+from .options import (
+    ServeError,
+    ServeOptions,
+    check_options,
+    default_writer_id,
+    describe_security,
+    split_address,
+)
 
 log = logging.getLogger("aitrail.supervisor")
 
@@ -243,10 +250,7 @@ def _describe(opts: ServeOptions, base: str, grpc_addr: str | None, http_addr: s
         parts.append(f"OTLP/gRPC on {grpc_addr}")
     if http_addr:
         parts.append(f"OTLP/HTTP on {http_addr}")
-    parts.append("TLS" + (" (mutual)" if opts.tls_client_ca else "") if opts.tls_cert
-                 else "no TLS")
-    parts.append(f"{len(auth.tokens)} token(s)" if auth.enabled
-                 else "no auth: tenant 'default'")
+    parts += describe_security(opts, auth)
     if replayed:
         parts.append(f"replayed {replayed} WAL record(s)")
     return "aitrail serve: " + ", ".join(parts)

@@ -310,9 +310,10 @@ class Store:
         Tenant-hours are scanned newest first, in batches of at least 64 MiB of files, then
         twice that, and so on, until the page is full (performance.md: a page stays fast at
         10M spans). Then the hour just older is read for the page's traces that start in the
-        oldest hour read, so one crossing that
-        boundary is placed by its earliest matching span. (One matching in hours older still,
-        a trace over an hour long, is placed by its spans in those two hours.)
+        oldest hour read, so one crossing that boundary is placed by its earliest matching
+        span. (One matching in hours older still, a trace over an hour long, is placed by its
+        spans in those two hours.) With free text, hours with a text index are looked up
+        through it (`_text_batch`).
         """
         where, params = self._where(filters)
         ws = words(str(filters["text"])) if filters.get("text") else []
@@ -340,39 +341,12 @@ class Store:
                 i += 1
             size *= 2
             oldest = min(_partition_ns(p) for p in batch)
-            # Files the text index covers are looked up by the traces it names; when it
-            # names only the newest `n` matching spans of an hour (a common word), what it
-            # gives is exact only down to the oldest of them (`cutoff`): used if the page
-            # fills above every such cutoff, otherwise those hours are scanned after all.
-            n = max(TEXT_CANDIDATES, 4 * (limit + 1))
-            scan, indexed, partial, candidates, cutoff = [], [], [], [], 0
-            for part in batch:
-                covered = hits = None
-                if ws:
-                    covered = self._text.covered(part.path)
-                    hits = covered and self._text.search(part.path, ws, n)
-                for f, _ in part.files:
-                    if hits and f.name == covered:
-                        if hits.traces:
-                            (indexed if hits.complete else partial).append(f)
-                            candidates += hits.spans
-                            if not hits.complete:
-                                cutoff = max(cutoff, hits.cutoff)
-                    else:
-                        scan.append(f)
-            rows = []
-            if scan:
-                rows += self._search_files(scan, where, params, limit + 1)
-            spans_where = f"({other}) AND (trace_id || span_id) IN (SELECT unnest(?))"
-            if indexed or partial:
-                rows += self._search_files(indexed + partial, spans_where,
-                                           [*other_params, candidates], limit + 1)
-            if partial and sum(r["_start"] >= max(oldest, cutoff) for r in [
-                    *found.values(), *rows]) <= limit:
-                rows = self._search_files(scan + partial, where, params, limit + 1)
-                if indexed:
-                    rows += self._search_files(indexed, spans_where,
-                                               [*other_params, candidates], limit + 1)
+            if ws:
+                rows = self._text_batch(batch, ws, where, params, other, other_params, limit,
+                                        [*found.values()], oldest)
+            else:
+                rows = self._search_files([f for p in batch for f, _ in p.files], where,
+                                          params, limit + 1)
             add(rows)
             if sum(r["_start"] >= oldest for r in found.values()) > limit:
                 break
@@ -398,6 +372,42 @@ class Store:
                 "services", "models", "verdicts", "changes", "errors"]
         return Result(cols, [{c: r[c] for c in cols} for r in out[:limit]],
                       truncated=len(out) > limit)
+
+    def _text_batch(self, batch: list[Partition], ws: list[str], where: str,
+                    params: list[Any], other: str, other_params: list[Any], limit: int,
+                    found: list[dict[str, Any]], oldest: int) -> list[dict[str, Any]]:
+        """One batch of a free-text search. A file the hour's text index covers is looked up
+        by the spans it names (no text is read); other files are scanned. When the index
+        names only the newest `n` matching spans of an hour (a common word), what it gives
+        is exact only down to the oldest of them (`cutoff`): it is used if the page fills
+        above every such cutoff, otherwise those files are scanned after all."""
+        n = max(TEXT_CANDIDATES, 4 * (limit + 1))
+        scan, indexed, partial, candidates, cutoff = [], [], [], [], 0
+        for part in batch:
+            covered = self._text.covered(part.path)
+            hits = self._text.search(part.path, ws, n) if covered else None
+            for f, _ in part.files:
+                if hits is None or f.name != covered:
+                    scan.append(f)
+                elif hits.traces:
+                    (indexed if hits.complete else partial).append(f)
+                    candidates += hits.spans
+                    if not hits.complete:
+                        cutoff = max(cutoff, hits.cutoff)
+        by_spans = f"({other}) AND (trace_id || span_id) IN (SELECT unnest(?))"
+
+        def named(files: list[Path]) -> list[dict[str, Any]]:
+            if not files:
+                return []
+            return self._search_files(files, by_spans, [*other_params, candidates], limit + 1)
+
+        rows = self._search_files(scan, where, params, limit + 1) if scan else []
+        rows += named(indexed)
+        from_partial = named(partial)
+        if partial and sum(r["_start"] >= max(oldest, cutoff)
+                           for r in [*found, *rows, *from_partial]) <= limit:
+            from_partial = self._search_files(partial, where, params, limit + 1)
+        return rows + from_partial
 
     def _search_files(self, files: list[Path], where: str, params: list[Any],
                       limit: int) -> list[dict[str, Any]]:
