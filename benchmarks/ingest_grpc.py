@@ -73,11 +73,19 @@ def rss_mb(pid: int) -> float:
     return 0.0
 
 
+def cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a process (all its threads)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 class Peak:
-    """Samples a process's RSS in the background."""
+    """Samples a process's RSS in the background, and the CPU time its tree has used (the
+    last sample before it exits: CPU per span is a figure a busy machine does not skew much,
+    unlike a rate)."""
 
     def __init__(self, pid: int) -> None:
-        self.pid, self.peak, self._stop = pid, 0.0, threading.Event()
+        self.pid, self.peak, self.cpu, self._stop = pid, 0.0, 0.0, threading.Event()
         self._t = threading.Thread(target=self._run, daemon=True)
         self._t.start()
 
@@ -85,6 +93,7 @@ class Peak:
         while not self._stop.wait(0.05):
             try:
                 self.peak = max(self.peak, tree_rss_mb(self.pid))
+                self.cpu = sum(cpu_s(p) for p in tree_pids(self.pid))
             except OSError:
                 return
 
@@ -184,25 +193,36 @@ def run_noop(payloads: list[bytes], inflight: int, channels: int) -> dict:
 
 def run_floor(payloads: list[bytes]) -> dict:
     with tempfile.TemporaryDirectory() as d:
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         ing = Ingester(Path(d), "bench")
         for p in payloads:
             ing.add(ExportTraceServiceRequest.FromString(p))
         ing.flush()
-        return {"seconds": time.perf_counter() - t0}
+        return {"seconds": time.perf_counter() - t0, "cpu_s": time.process_time() - c0}
 
 
-def tree_rss_mb(pid: int) -> float:
-    """RSS of a process and its descendants (the collector and its flush workers)."""
-    total, todo = 0.0, [pid]
+def tree_pids(pid: int) -> list[int]:
+    """A process and its descendants (the supervisor and its collector processes)."""
+    out, todo = [], [pid]
     while todo:
         p = todo.pop()
         try:
-            total += rss_mb(p)
             kids = Path(f"/proc/{p}/task/{p}/children").read_text().split()
         except OSError:
             continue
+        out.append(p)
         todo += [int(k) for k in kids]
+    return out
+
+
+def tree_rss_mb(pid: int) -> float:
+    """RSS of a process and its descendants."""
+    total = 0.0
+    for p in tree_pids(pid):
+        try:
+            total += rss_mb(p)
+        except OSError:
+            continue
     return total
 
 
@@ -225,13 +245,14 @@ def run_aitrail(payloads: list[bytes], inflight: int, n_spans: int, channels: in
                 proc.kill()
                 proc.wait()
             rss = peak.stop()
+            cpu = peak.cpu
         m = re.search(r"stopped; (\d+) spans accepted", out)
         accepted = int(m.group(1)) if m else -1
         if accepted != n_spans:
             raise SystemExit(f"collector accepted {accepted} spans, expected {n_spans}")
         disk = sum(p.stat().st_size for p in Path(d, "spans").rglob("*.parquet"))
     return {"seconds": secs, "p50_ms": pct(lat, 0.5), "p99_ms": pct(lat, 0.99),
-            "seconds_until_flushed": flushed_secs, "peak_rss_mb": rss,
+            "seconds_until_flushed": flushed_secs, "peak_rss_mb": rss, "cpu_s": cpu,
             "disk_bytes_per_span": disk / n_spans}
 
 
@@ -272,6 +293,8 @@ def main(argv: list[str] | None = None) -> int:
         "aitrail_flushed_spans_per_s": n_spans / ait["seconds_until_flushed"],
         "aitrail_p50_ms": ait["p50_ms"], "aitrail_p99_ms": ait["p99_ms"],
         "aitrail_peak_rss_mb": ait["peak_rss_mb"],
+        "aitrail_cpu_us_per_span": 1e6 * ait["cpu_s"] / n_spans,
+        "floor_cpu_us_per_span": 1e6 * floor["cpu_s"] / n_spans,
         "aitrail_disk_bytes_per_span": ait["disk_bytes_per_span"],
         "pass": {"spans_per_s": rate >= TARGET_SPANS_PER_S,
                  "rss": ait["peak_rss_mb"] <= TARGET_RSS_MB},
@@ -291,6 +314,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"collector peak RSS   {ait['peak_rss_mb']:>10.0f} MB   target <= {TARGET_RSS_MB}"
               f"   {mark[summary['pass']['rss']]}")
         print(f"on disk              {ait['disk_bytes_per_span']:>10.0f} B/span")
+        print(f"collector CPU        {summary['aitrail_cpu_us_per_span']:>10.1f} us/span   "
+              f"(in-process floor {summary['floor_cpu_us_per_span']:.1f} us/span; "
+              f"{os.cpu_count()} cores give {os.cpu_count() * 1e6 / TARGET_SPANS_PER_S:.0f} "
+              f"us per span at the target)")
     return 0 if all(summary["pass"].values()) else 1
 
 

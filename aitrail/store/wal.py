@@ -245,6 +245,16 @@ class WAL:
         """Everything up to here is durable."""
         return self._synced
 
+    def read_tail(self, end: Position, n: int) -> bytes:
+        """The last `n` bytes of the durable record ending at `end` (the collector keeps
+        only positions in memory and reads a request back when it flushes it)."""
+        with open(_segment_path(self.dir, end.segment), "rb") as f:
+            data = os.pread(f.fileno(), n, end.offset - n)
+        if len(data) != n:
+            raise WALCorrupt(f"{_segment_path(self.dir, end.segment)}: record ending at byte "
+                             f"{end.offset} is cut short")
+        return data
+
     def trim(self, before: Position) -> int:
         """Delete whole segments that end at or before `before`; returns how many."""
         removed = 0

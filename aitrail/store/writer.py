@@ -34,7 +34,8 @@ WRITE_THREADS = max(1, min(4, os.cpu_count() or 1))
 
 
 def write_table(table: pa.Table, dest: Path, store_root: Path,
-                dictionary: list[str] | None = None, index: bool = True) -> None:
+                dictionary: list[str] | None = None, index: bool = True,
+                compression_level: int = COMPRESSION_LEVEL) -> None:
     """Write one sorted table to `dest` atomically (temp, fsync, rename, fsync dir), with
     its trace id sidecar first when `index` (spans files)."""
     table = table.replace_schema_metadata({**(table.schema.metadata or {}), **FILE_METADATA})
@@ -42,7 +43,7 @@ def write_table(table: pa.Table, dest: Path, store_root: Path,
         dest.parent.mkdir(parents=True, exist_ok=True)
         tmp = dest.with_name(f".{dest.name}.tmp")
         pq.write_table(
-            table, tmp, compression="zstd", compression_level=COMPRESSION_LEVEL,
+            table, tmp, compression="zstd", compression_level=compression_level,
             use_dictionary=DICTIONARY_COLUMNS if dictionary is None else dictionary,
             row_group_size=ROW_GROUP_SIZE,
             write_statistics=True, data_page_size=DATA_PAGE_SIZE,
@@ -58,9 +59,11 @@ def write_table(table: pa.Table, dest: Path, store_root: Path,
 class ParquetWriter:
     """Writes batches for one writer id; file names never collide across writers or runs."""
 
-    def __init__(self, root: Path, writer_id: str | None = None) -> None:
+    def __init__(self, root: Path, writer_id: str | None = None,
+                 compression_level: int = COMPRESSION_LEVEL) -> None:
         self.root = Path(root)
         self.writer_id = writer_id or uuid.uuid4().hex[:12]
+        self.compression_level = compression_level
         self.seq = 0
 
     def write(self, batch: Batch) -> list[Path]:
@@ -99,13 +102,15 @@ class ParquetWriter:
                     / f"date={date}" / f"hour={hh}" / f"{self.writer_id}-{self.seq:06d}.parquet")
             parts.append((start, end, dest))
             start = end
+        def write(part: tuple[int, int, Path]) -> None:
+            a, b, dest = part
+            write_table(table.slice(a, b - a), dest, self.root, dictionary, index,
+                        self.compression_level)
+
         if len(parts) == 1 or WRITE_THREADS == 1:
-            for a, b, dest in parts:
-                write_table(table.slice(a, b - a), dest, self.root, dictionary, index)
+            for part in parts:
+                write(part)
         else:
             with ThreadPoolExecutor(WRITE_THREADS) as pool:
-                list(pool.map(
-                    lambda p: write_table(table.slice(p[0], p[1] - p[0]), p[2], self.root,
-                                          dictionary, index),
-                    parts))
+                list(pool.map(write, parts))
         return [dest for _, _, dest in parts]
