@@ -95,6 +95,7 @@ TRUE_POSITIVES: list[tuple[str, str, str]] = [
         ("url-credentials", "postgres://user:{s}@host/db", "pa55w0rd!"),
         ("url-credentials", "mongodb+srv://admin:{s}@cluster0.x.mongodb.net/", F.password()),
         ("url-credentials", "redis://:{s}@cache:6379/0", F.password()),
+        ("url-credentials", "postgres://app:{s}@db:5432/x", "p@ss:w0rd"),  # unencoded @
         ("url-credentials", "https://deploy:{s}@git.acme.dev/app.git", F.s(ALNUM, 20)),
         ("connection-string-password", "Server=tcp:db.acme.net,1433;Database=orders;"
          "User ID=app;Password={s};Encrypt=true", "Xq9!vL2#pw"),

@@ -276,7 +276,7 @@ _EXAMPLE = (re.compile(r"EXAMPLE(?:KEY)?$"),)  # AWS documentation keys
 # an optional opening quote.
 _OPERATOR = r"""(?:\\?["'])?[ \t]{0,3}(?:=|:|:=|=>)[ \t]{0,3}(?:\\?["'`])?"""
 _ASSIGN = r"[\w.-]{0,20}" + _OPERATOR
-_PROSE_ASSIGN = r"[ \t\w.-]{0,20}" + _OPERATOR  # "my password is: ..."
+_PROSE_ASSIGN = r"[\w.-]{0,20}(?:[ \t]+(?:is|was|are))?" + _OPERATOR  # "password is: ..."
 _PW_KEY = r"(?i:passw(?:or)?d|passphrase|(?<![a-z])pwd)"
 _SECRET_KEY = (r"(?i:api[_.-]?key|apikey|secret|token|credentials?|access[_.-]?key"
                r"|auth[_.-]?key)")
@@ -388,7 +388,7 @@ BUILTIN: tuple[Rule, ...] = (
           priority=STRUCTURED, check=basic_auth),
     # connection strings
     _rule("url-credentials", "connection_string",
-          r"(?i:[a-z][a-z0-9+.-]{0,30})://[^\s:/@\"'\\]{0,128}:(?P<s>[^\s/@\"'\\]{1,256})"
+          r"(?i:[a-z][a-z0-9+.-]{0,30})://[^\s:/@\"'\\]{0,128}:(?P<s>[^\s/\"'\\]{1,256})"
           r"@(?=[^\s/@\"'\\])", prefilter=r"://[^\s:/@]*:[^\s/@]+@", priority=STRUCTURED,
           check=lambda v: not placeholder(v)),
     _rule("connection-string-password", "connection_string",
