@@ -464,6 +464,14 @@ DOC_EXAMPLE = re.search(r"```toml\n(.*?)```", (Path(__file__).resolve().parents[
                         "redaction.md").read_text(), re.S)
 
 
+def test_the_example_aitrail_toml_holds_a_valid_redaction_section(tmp_path):
+    import tomllib
+    path = Path(__file__).resolve().parents[2] / "docs" / "aitrail.example.toml"
+    doc = tomllib.loads(path.read_text())
+    assert "redaction" in doc
+    Redactor(tmp_path, RedactionPolicy.from_config(doc, str(path)))
+
+
 def test_the_documented_example_config_parses_and_builds(tmp_path):
     assert DOC_EXAMPLE, "docs/redaction.md has a ```toml example"
     p = policy(DOC_EXAMPLE.group(1))

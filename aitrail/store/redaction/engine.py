@@ -79,6 +79,9 @@ class Redactor:
                 self._force_walk = True  # a key pattern of wildcards only
         self._matcher = _matcher(tuple(patterns))
         self._effective: dict[tuple[str | None, str | None], Effective] = {}
+        log.info("redaction: %d rules over classes %s; %d custom, %d tenant and %d service "
+                 "overrides", len(rules), ",".join(sorted(enabled)), len(self.policy.rules),
+                 len(self.policy.tenants), len(self.policy.services))
 
     def _key_literals(self) -> Iterable[str]:
         yield RESERVED_KEY
