@@ -237,7 +237,8 @@ def cmd_ingest(args, root: Path, config) -> int:
         _err("--jobs must be at least 1")
         return EXIT_USAGE
     try:
-        ing = Ingester(root, args.tenant, mapping=config.mapping, jobs=jobs)
+        ing = Ingester(root, args.tenant, mapping=config.mapping, jobs=jobs,
+                       redaction=config.redaction)
     except ValueError as e:
         _err(str(e))
         return EXIT_USAGE
@@ -437,7 +438,7 @@ def cmd_serve(args, root: Path, config) -> int:
         tls_key=args.tls_key, tls_client_ca=args.tls_client_ca,
         max_request_bytes=args.max_request_bytes, mapping=config.mapping,
         workers=args.workers if args.workers is not None else default_workers(),
-        compact_every=args.compact_every)
+        compact_every=args.compact_every, redaction=config.redaction)
     try:
         auth = Authenticator.from_config(config.doc, str(config.path))
         if opts.workers > 1:

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from ..store.pipeline import Limits
+    from ..store.redaction import RedactionPolicy
     from .auth import Authenticator
 
 DEFAULT_GRPC = "127.0.0.1:4317"
@@ -34,6 +35,7 @@ class ServeOptions:
     workers: int = 1  # collector processes sharing the ports (SO_REUSEPORT), >1: supervised
     reuse_port: bool = False  # set for each process of a supervised group
     compact_every: float | None = None  # overrides limits.compact_interval_s
+    redaction: RedactionPolicy | None = None  # [redaction] of aitrail.toml; None: defaults
 
 
 class ServeError(Exception):

@@ -42,7 +42,7 @@ class Collector:
         if opts.compact_every is not None:
             limits = replace(limits, compact_interval_s=opts.compact_every)
         self.pipeline = Pipeline(opts.store, opts.writer_id or default_writer_id(),
-                                 opts.mapping, limits)
+                                 opts.mapping, limits, opts.redaction)
         self.grpc_server: grpc.Server | None = None
         self.http_server: OTLPHTTPServer | None = None
         self.health = None

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from .errors import ConfigError
 from .mappings import MAPPABLE
+from .redaction.policy import RedactionPolicy
 
 
 def default_store() -> Path:
@@ -46,6 +47,7 @@ class Config:
     mapping: dict[str, list[str]] = field(default_factory=dict)
     path: Path | None = None
     doc: dict = field(default_factory=dict)  # the whole file, for other sections ([auth])
+    redaction: RedactionPolicy | None = None  # [redaction]; None: the defaults
 
 
 def load_config(path: Path | None) -> Config:
@@ -70,7 +72,7 @@ def load_config(path: Path | None) -> Config:
         mapping[col] = keys
     store = doc.get("store")
     return Config(store=Path(store) if store else None, mapping=mapping, path=Path(path),
-                  doc=doc)
+                  doc=doc, redaction=RedactionPolicy.from_config(doc, str(path)))
 
 
 _TENANT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")

@@ -29,6 +29,7 @@ from .errors import BadInput
 from .normalize import Normalizer
 from .otlp_decode import decode_payload, read_file
 from .records import Batch, append_request
+from .redaction import RedactionError, RedactionPolicy, Redactor
 from .writer import ParquetWriter
 
 # Write files every this many spans: bounds memory on big inputs.
@@ -64,16 +65,22 @@ class Converted:
 
 
 _worker_normalizers: dict[tuple, Normalizer] = {}
+_worker_redactors: dict[str, Redactor] = {}
 
 
 def convert_payloads(items: list[tuple[str, str, bytes, str]],
-                     mapping: dict[str, list[str]] | None) -> Converted:
-    """Decode and normalize (where, kind, data, tenant) payloads into one Arrow table. Runs
-    in worker processes: everything it needs comes in its arguments."""
+                     mapping: dict[str, list[str]] | None,
+                     redaction: tuple[str, RedactionPolicy | None]) -> Converted:
+    """Decode, redact and normalize (where, kind, data, tenant) payloads into one Arrow
+    table. Runs in worker processes: everything it needs comes in its arguments (the
+    redaction key is read from the store, `redaction` is (store root, policy))."""
     key = tuple(sorted((k, tuple(v)) for k, v in (mapping or {}).items()))
     normalizer = _worker_normalizers.get(key)
     if normalizer is None:
         normalizer = _worker_normalizers[key] = Normalizer(mapping)
+    redactor = _worker_redactors.get(redaction[0])
+    if redactor is None:  # one Ingester (one policy) per worker pool
+        redactor = _worker_redactors[redaction[0]] = Redactor(*redaction)
     batch = Batch()
     errors: list[str] = []
     rejected: list[str] = []
@@ -85,6 +92,11 @@ def convert_payloads(items: list[tuple[str, str, bytes, str]],
             errors.append(f"{where}: {e}")
             continue
         for req in reqs:
+            try:
+                redactor.redact_traces(req, tenant)
+            except RedactionError as e:  # fail closed: the request is not stored
+                errors.append(f"{where}: {e}")
+                continue
             before = len(batch.rejected)
             append_request(batch, req, tenant, normalizer)
             requests += 1
@@ -130,9 +142,13 @@ class Ingester:
 
     def __init__(self, root: Path, tenant: str = "default",
                  normalizer: Normalizer | None = None, writer_id: str | None = None,
-                 jobs: int = 1, mapping: dict[str, list[str]] | None = None) -> None:
+                 jobs: int = 1, mapping: dict[str, list[str]] | None = None,
+                 redaction: RedactionPolicy | None = None) -> None:
         self.tenant = check_tenant(tenant)
         self.mapping = mapping
+        self.root = Path(root)
+        self.redaction = redaction
+        self.redactor = Redactor(root, redaction)
         self.normalizer = normalizer or Normalizer(mapping)
         self.writer = ParquetWriter(root, writer_id)
         self.batch = Batch()
@@ -148,6 +164,11 @@ class Ingester:
     # -- in-process path (the collector hands over decoded requests) ------------------------
 
     def add(self, req: ExportTraceServiceRequest, where: str = "") -> None:
+        try:
+            self.redactor.redact_traces(req, self.tenant)
+        except RedactionError as e:  # fail closed: the request is not stored
+            self.report.errors.append(f"{where}: {e}" if where else str(e))
+            return
         before = len(self.batch.rejected)
         append_request(self.batch, req, self.tenant, self.normalizer)
         self.report.requests += 1
@@ -185,7 +206,8 @@ class Ingester:
             return
         if self._pool is None:
             self._pool = worker_pool(self.jobs)
-        self._inflight.append(self._pool.submit(convert_payloads, self._pending, self.mapping))
+        self._inflight.append(self._pool.submit(convert_payloads, self._pending, self.mapping,
+                                                (str(self.root), self.redaction)))
         self._pending, self._pending_bytes = [], 0
         while len(self._inflight) > 2 * self.jobs:  # bound memory: wait for the oldest
             self._collect(self._inflight.popleft().result())

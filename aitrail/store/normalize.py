@@ -20,6 +20,7 @@ from .messages import (
     oi_message,
     openai_messages,
 )
+from .redaction.walk import RESERVED_KEY as REDACTIONS_KEY
 from .schema import LIFT_MIN_CHARS, LIFTABLE, NORMALIZER_VERSION
 
 Attrs = Mapping[str, Any]
@@ -383,6 +384,11 @@ class Normalizer:
         if convention is not None:
             out["source_convention"] = convention
             out["normalizer_version"] = NORMALIZER_VERSION
+        # The redactor's own record (it removes one sent by a client) goes to its column.
+        redactions = attrs.get(REDACTIONS_KEY)
+        if type(redactions) is str:
+            out["redactions"] = redactions
+            lifted[REDACTIONS_KEY] = "redactions"
         return out, lifted
 
     def _convention(self, attrs: Attrs, events: list[dict[str, Any]],

@@ -43,6 +43,7 @@ from .fsutil import fsync_dir
 from .log_records import LogBatch, append_logs_request, log_problem
 from .normalize import Normalizer
 from .records import Batch, _span_problem, append_request
+from .redaction import RedactionError, RedactionPolicy, Redactor
 from .trace_index import sidecar_path
 from .wal import WAL, Position, WALFailed, peek
 from .wire import WireRequest, item_groups
@@ -148,7 +149,8 @@ class Pipeline:
     """One writer: its WAL under <root>/_wal/<writer_id>, its files named by writer id."""
 
     def __init__(self, root: Path, writer_id: str, mapping: dict[str, list[str]] | None = None,
-                 limits: Limits | None = None) -> None:
+                 limits: Limits | None = None,
+                 redaction: RedactionPolicy | None = None) -> None:
         if not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", writer_id):
             raise ValueError(f"invalid writer id {writer_id!r}")
         self.root = Path(root)
@@ -156,6 +158,8 @@ class Pipeline:
         self.limits = limits or Limits()
         self.mapping = mapping
         self.normalizer = Normalizer(mapping)
+        # Secrets are masked in the request path, before the WAL (docs/redaction.md).
+        self.redactor = Redactor(self.root, redaction)
         self.wal_dir = self.root / "_wal" / writer_id
         self.wal = WAL(self.wal_dir)
         self._queue: deque[_Item] = deque()
@@ -374,6 +378,9 @@ class Pipeline:
                raw: bytes | None = None) -> Accepted:
         """Store a request durably; returns only after its WAL record is fsync'd. Raises
         Busy, DiskFull or Unavailable (all retryable) when it cannot."""
+        self._check_can_accept(tenant)
+        if self._redact(self.redactor.redact_traces, req, tenant, raw):
+            raw = None  # the bytes received still hold what was masked
         groups = [ss.spans for rs in req.resource_spans for ss in rs.scope_spans]
         return self._accept(req, tenant, raw, groups, TRACES, "span",
                             lambda sp: (p := _span_problem(sp)) and
@@ -382,14 +389,25 @@ class Pipeline:
     def accept_logs(self, req: ExportLogsServiceRequest, tenant: str,
                     raw: bytes | None = None) -> Accepted:
         """Like `accept`, for log records (`Accepted.spans` counts records)."""
+        self._check_can_accept(tenant)
+        if self._redact(self.redactor.redact_logs, req, tenant, raw):
+            raw = None
         groups = [sl.log_records for rl in req.resource_logs for sl in rl.scope_logs]
         return self._accept(req, tenant, raw, groups, LOGS, "log record", log_problem)
+
+    @staticmethod
+    def _redact(redact: Callable[[Any, str, bytes | None], int], req: Any, tenant: str,
+                raw: bytes | None) -> int:
+        """Fail closed: a redactor error stores nothing and asks the exporter to retry."""
+        try:
+            return redact(req, tenant, raw)
+        except RedactionError as e:
+            raise Unavailable(str(e), retry_after_s=1.0) from None
 
     def _accept(self, req: Any, tenant: str, raw: bytes | None, groups: list[Any],
                 kind: bytes, noun: str, problem_of: Callable[[Any], str | None]) -> Accepted:
         """Drop invalid items (reported) and ones already stored (exporter retries), write the
         rest to the WAL as one record, and return once it is durable."""
-        self._check_can_accept(tenant)
         if raw is None:
             raw = req.SerializeToString()
         # The same request as item bytes (wire.py): digests without re-serializing, and the

@@ -92,6 +92,8 @@ AUDIT_COLUMNS: list[tuple[str, pa.DataType]] = [
     ("feature_flags", _str),
     ("deployment_environment", _str),
     ("error_type", _str),
+    # What redaction masked in this span: JSON [{rule, class, path, fp}] (docs/redaction.md).
+    ("redactions", _str),
 ]
 AUDIT_NAMES = [n for n, _ in AUDIT_COLUMNS]
 

@@ -81,7 +81,8 @@ SELECT
     change_url,
     feature_flags::JSON AS feature_flags,
     deployment_environment,
-    error_type
+    error_type,
+    redactions::JSON AS redactions
 FROM {spans_source} s
 LEFT JOIN _log_content c
     ON c.tenant = s.tenant AND c.trace_id = s.trace_id AND c.span_id = s.span_id;
