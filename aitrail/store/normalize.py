@@ -110,6 +110,7 @@ def _flag(attrs: Attrs) -> dict[str, Any] | None:
 _TRACELOOP, _GEN_AI, _LLM_PROMPTS = 1, 2, 4
 _COERCED = m.INT_COLUMNS | m.BOOL_COLUMNS
 _KEY_CACHE_MAX = 100_000
+_SHAPE_CACHE_MAX = 10_000
 
 
 # -- the normalizer --------------------------------------------------------------------------
@@ -155,6 +156,7 @@ class Normalizer:
         self._ollm_legacy = frozenset(m.OPENLLMETRY_LEGACY_MARKERS)
         self._resource_memo: tuple[Any, dict[str, tuple[int, Any]]] | None = None
         self._key_cache: dict[str, tuple[int, tuple, tuple[str, int] | None]] = {}
+        self._shape_cache: dict[tuple[str, ...], tuple[int, dict, dict]] = {}
 
     def _key_info(self, k: str) -> tuple[int, tuple, tuple[str, int] | None]:
         """(namespace bits, scalar rule hits, content rule hit) of one attribute key, cached:
@@ -171,8 +173,19 @@ class Normalizer:
 
     def _survey(self, attrs: Attrs) -> tuple[int, dict[str, tuple[float, str, str | None]],
                                               dict[str, tuple[int, str]]]:
-        """One pass over a span's keys: namespace bits, the best scalar rule key per column
-        and the best content rule key per column."""
+        """Namespace bits, the best scalar rule key per column and the best content rule key
+        per column: they depend only on the span's keys, and spans of one instrumentation
+        repeat the same keys, so the answer is cached per key tuple (callers only read it)."""
+        shape = tuple(attrs)
+        hit = self._shape_cache.get(shape)
+        if hit is None:
+            hit = self._survey_keys(attrs)
+            if len(self._shape_cache) < _SHAPE_CACHE_MAX:
+                self._shape_cache[shape] = hit
+        return hit
+
+    def _survey_keys(self, attrs: Attrs) -> tuple[int, dict[str, tuple[float, str, str | None]],
+                                                   dict[str, tuple[int, str]]]:
         flags = 0
         best: dict[str, tuple[float, str, str | None]] = {}
         found: dict[str, tuple[int, str]] = {}
