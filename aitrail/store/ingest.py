@@ -93,7 +93,7 @@ def convert_payloads(items: list[tuple[str, str, bytes, str]],
             continue
         for req in reqs:
             try:
-                redactor.redact_traces(req, tenant)
+                redactor.redact_traces(req, tenant, data if kind == "protobuf" else None)
             except RedactionError as e:  # fail closed: the request is not stored
                 errors.append(f"{where}: {e}")
                 continue
@@ -163,9 +163,11 @@ class Ingester:
 
     # -- in-process path (the collector hands over decoded requests) ------------------------
 
-    def add(self, req: ExportTraceServiceRequest, where: str = "") -> None:
+    def add(self, req: ExportTraceServiceRequest, where: str = "",
+            raw: bytes | None = None) -> None:
+        """One decoded request (`raw`: the exact bytes it was parsed from, if at hand)."""
         try:
-            self.redactor.redact_traces(req, self.tenant)
+            self.redactor.redact_traces(req, self.tenant, raw)
         except RedactionError as e:  # fail closed: the request is not stored
             self.report.errors.append(f"{where}: {e}" if where else str(e))
             return
@@ -194,7 +196,7 @@ class Ingester:
                 self.report.errors.append(f"{where}: {e}")
                 return
             for req in reqs:
-                self.add(req, where)
+                self.add(req, where, data if kind == "protobuf" else None)
             return
         self._pending.append((where, kind, data, self.tenant))
         self._pending_bytes += len(data)
