@@ -90,6 +90,7 @@ class LeafLog:
         self.prev = ZERO
         self.frontier = merkle.Frontier()
         self._resumed = False
+        self._file: tuple[int, int] | None = None  # (device, inode) of the log we follow
         self._last_checkpoint = 0.0
 
     # -- reading ---------------------------------------------------------------------------
@@ -117,9 +118,17 @@ class LeafLog:
 
     def _catch_up(self, fd: int, truncate_torn: bool) -> None:
         """Apply lines other processes appended since we last looked."""
+        st = os.fstat(fd)
+        if (st.st_dev, st.st_ino) != self._file or st.st_size < self._end:
+            # Another file than the one we followed (a store deleted and made again at the
+            # same path): start over rather than chain onto a head it does not have.
+            self._file = (st.st_dev, st.st_ino)
+            self._end, self.seq, self.prev = 0, 0, ZERO
+            self.frontier = merkle.Frontier()
+            self._resumed = False
         if not self._resumed:
             self._resume()
-        size = os.fstat(fd).st_size
+        size = st.st_size
         while self._end < size:
             data = os.pread(fd, min(READ_CHUNK * 8, size - self._end), self._end)
             cut = data.rfind(b"\n")
@@ -262,7 +271,7 @@ def store_checkpoint(root: Path) -> tuple[Path, object]:
 
 
 _logs: OrderedDict[tuple[str, str], LeafLog] = OrderedDict()
-_signers: OrderedDict[str, object] = OrderedDict()
+_signers: OrderedDict[tuple[str, int, int], object] = OrderedDict()
 _cache_lock = threading.Lock()
 _CACHE = 64  # tests make hundreds of stores: keep the few in use
 
@@ -281,15 +290,20 @@ def leaf_log(root: Path, name: str) -> LeafLog:
 
 
 def _signer(root: Path):
-    from .keys import Signer
+    from .keys import KEYS_DIR, Signer
 
-    key = os.path.realpath(root)
+    try:  # a store made again at the same path has another key file
+        st = os.stat(Path(root) / KEYS_DIR / "signing.key")
+        key = (os.path.realpath(root), st.st_dev, st.st_ino)
+    except FileNotFoundError:
+        key = (os.path.realpath(root), 0, 0)
     with _cache_lock:
         s = _signers.get(key)
     if s is None:
         s = Signer(Path(root))
         with _cache_lock:
-            _signers[key] = s
+            if key[1:] != (0, 0):  # only a key that existed before this call is cached
+                _signers[key] = s
             while len(_signers) > _CACHE:
                 _signers.popitem(last=False)
     return s

@@ -315,3 +315,16 @@ def test_a_torn_log_tail_is_a_note_and_the_next_append_drops_it(base_stores, tmp
     assert report.ok and [f.cls for f in report.notes] == ["torn_tail"]
     build(root, flushes=1, hours=1, seed=random.randrange(10**6))
     assert verify_store(root).ok and not verify_store(root).findings
+
+
+def test_a_store_made_again_at_the_same_path_gets_a_fresh_chain_and_key(tmp_path):
+    """This process's cached log heads and signer must not leak into a new store at the
+    same path (tests and scripts delete and rebuild stores)."""
+    root = tmp_path / "s"
+    build(root, flushes=2, hours=1, seed=11)
+    first_key = keys.public_key(root)
+    shutil.rmtree(root)
+    build(root, flushes=1, hours=2, seed=12)
+    assert keys.public_key(root) != first_key
+    report = verify_store(root)
+    assert report.ok and not report.findings, [f.to_dict() for f in report.findings]
