@@ -5,6 +5,7 @@ untouched stores (plain, compacted, reindexed, with duplicates) verify clean."""
 from __future__ import annotations
 
 import base64
+import hashlib
 import os
 import random
 import shutil
@@ -301,8 +302,7 @@ def test_signing_key_is_private_and_its_fingerprint_is_stable(base_stores):
     cp = keys.parse_checkpoint((root / "_integrity" / _log(root).parent.name
                                 / "checkpoint").read_bytes())
     assert cp.signature_ok() and cp.public == pub
-    assert cp.signer == keys.fingerprint(pub) == "ed25519:" + __import__(
-        "hashlib").sha256(pub).hexdigest()
+    assert cp.signer == keys.fingerprint(pub) == "ed25519:" + hashlib.sha256(pub).hexdigest()
     assert base64.b64encode(pub).decode() in cp.body().decode()
 
 
