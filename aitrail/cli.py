@@ -1,7 +1,7 @@
 """`aitrail`: one command, thin wiring over store/ (and, later, collector/ and tui/).
 
-Exit codes: 0 success; 1 some input was rejected (the rest was kept); 2 bad usage or
-configuration; 3 not found; 4 query error.
+Exit codes: 0 success; 1 some input was rejected (the rest was kept), or for `verify`: the
+store failed verification; 2 bad usage or configuration; 3 not found; 4 query error.
 """
 
 from __future__ import annotations
@@ -199,6 +199,39 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--dry-run", action="store_true",
                    help="list what would be compacted, change nothing")
     _add_format(s)
+
+    s = sub.add_parser(
+        "verify", help="check the store for tampering and loss",
+        description="Read the whole store and check it against its integrity logs and signed "
+        "checkpoints (docs/integrity.md): every data file's SHA-256 and row digests, the logs' "
+        "hash chains, the checkpoints' Ed25519 signatures, and with --anchor a checkpoint kept "
+        "outside the store. Each problem is printed as CLASS OBJECT DETAIL; classes: "
+        "modified, deleted, inserted, swapped, renamed, retired_present, rows_mismatch, "
+        "replacement_invalid, log_corrupt, log_chain, log_truncated, log_rewritten, "
+        "log_missing, rollback, checkpoint_corrupt, checkpoint_signature, checkpoint_key, "
+        "checkpoint_origin. Notes (in_flight, publish_interrupted, compaction_interrupted, "
+        "torn_tail) are crash leftovers that lose nothing. Exit code 0: verified; 1: problems "
+        "found; 2: the anchor cannot be read; 3: no store there.")
+    s.add_argument("--anchor", type=Path, metavar="CHECKPOINT",
+                   help="a checkpoint saved earlier with `aitrail checkpoint export`: the store "
+                   "must still hold everything it signed (detects rollback to an older copy)")
+    s.add_argument("--quick", action="store_true",
+                   help="check file hashes only, not each file's row digests (faster)")
+    _add_format(s)
+
+    s = sub.add_parser(
+        "checkpoint", help="sign the integrity logs' heads; export one to anchor elsewhere",
+        description="Sign a checkpoint of every integrity log of the store (its size and "
+        "RFC 6962 root) with the store's Ed25519 key, and print the key's fingerprint. "
+        "`aitrail checkpoint export` signs one and copies it out: keep it where whoever can "
+        "write the store cannot (a ticket, another host, WORM storage), and later run "
+        "`aitrail verify --anchor FILE`. Collectors sign their own logs every 30 s and on "
+        "shutdown.")
+    s.add_argument("action", nargs="?", choices=("sign", "export"), default="sign",
+                   help="sign (default): write <store>/_integrity/checkpoint; export: the same, "
+                   "then copy it to --out")
+    s.add_argument("--out", type=Path, metavar="FILE",
+                   help="with export: write the checkpoint here (default: standard output)")
     return p
 
 
@@ -425,6 +458,65 @@ def cmd_compact(args, root: Path, config) -> int:
     return EXIT_REJECTED if report.skipped else EXIT_OK
 
 
+def cmd_verify(args, root: Path, _config) -> int:
+    from .store.integrity.verify import verify_store
+
+    anchor = None
+    if args.anchor is not None:
+        try:
+            anchor = args.anchor.read_bytes()
+        except OSError as e:
+            _err(f"cannot read the anchor {args.anchor}: {e.strerror or e}")
+            return EXIT_USAGE
+    show = _progress(sys.stderr.isatty())
+    progress = None
+    if show:
+        def progress(i: int, n: int, done: int, total: int) -> None:
+            if i == n or i % 16 == 0:
+                show(f"verifying {i}/{n} files ({done / 2**30:.2f}/{total / 2**30:.2f} GiB)")
+    report = verify_store(root, anchor, check_rows=not args.quick, progress=progress)
+    if show:
+        sys.stderr.write("\r\x1b[2K")
+    if args.format == "json":
+        print(to_json(report.to_dict()))
+    else:
+        for f in report.problems:
+            print(f"PROBLEM {f.cls:<20} {f.obj}  {f.detail}")
+        for f in report.notes:
+            print(f"note    {f.cls:<20} {f.obj}  {f.detail}")
+        verdict = "OK" if report.ok else f"FAILED: {len(report.problems)} problem(s)"
+        print(f"{verdict}: {report.files} files ({report.bytes / 2**20:.1f} MiB, "
+              f"{report.rows} rows{'' if report.rows_checked else ', hashes only'}), "
+              f"{report.logs} logs ({report.entries} entries), {report.checkpoints} "
+              f"checkpoints{' and the anchor' if anchor is not None else ''}, "
+              f"in {report.seconds:.1f} s")
+        print(f"store key: {report.fingerprint or 'none'}")
+    return EXIT_OK if report.ok else EXIT_REJECTED
+
+
+def cmd_checkpoint(args, root: Path, _config) -> int:
+    from .store.errors import NotFound
+    from .store.integrity.log import store_checkpoint
+
+    if not root.is_dir():
+        raise NotFound(f"no store at {root}")
+    path, cp = store_checkpoint(root)
+    if args.action == "export":
+        if args.out is None:
+            sys.stdout.write(cp.encode().decode())
+        else:
+            args.out.write_bytes(cp.encode())
+            print(f"exported to {args.out}")
+    else:
+        print(f"signed {path}")
+    for name, (size, head) in sorted(cp.logs.items()):
+        (sys.stderr if args.out is None and args.action == "export" else sys.stdout).write(
+            f"  log {name}: {size} entries, root {head.hex()}\n")
+    (sys.stderr if args.out is None and args.action == "export" else sys.stdout).write(
+        f"store key: {cp.fingerprint}\n")
+    return EXIT_OK
+
+
 def cmd_serve(args, root: Path, config) -> int:
     from .collector.auth import Authenticator
     from .collector.options import ServeError, ServeOptions, default_workers
@@ -525,7 +617,7 @@ def cmd_tui(args, root: Path, _config) -> int:
 COMMANDS = {"serve": cmd_serve, "send": cmd_send, "token": cmd_token, "ingest": cmd_ingest,
             "sql": cmd_sql, "traces": cmd_traces, "show": cmd_show, "replay": cmd_replay,
             "changes": cmd_changes, "reindex": cmd_reindex, "compact": cmd_compact,
-            "tui": cmd_tui}
+            "verify": cmd_verify, "checkpoint": cmd_checkpoint, "tui": cmd_tui}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -41,6 +41,7 @@ import pyarrow.parquet as pq
 from . import text_index
 from .errors import StoreError
 from .fsutil import fsync_dir, fsync_tree, publish_lock
+from .integrity import publish as integrity
 from .schema import DICTIONARY_COLUMNS, FILE_METADATA, LOG_DICTIONARY_COLUMNS
 from .trace_index import TraceIndex, sidecar_path, write_sidecar
 from .writer import COMPRESSION_LEVEL
@@ -288,6 +289,9 @@ def compact_partition(root: Path, part: Path, inputs: list[Path],
             text_index.build(dest, new / text_index.TEXT_DIR)
             fsync_tree(new / text_index.TEXT_DIR)
         size = dest.stat().st_size
+        # Integrity: the merged file must hold its inputs' rows (docs/integrity.md).
+        replacement = integrity.prepare_replacement(root, dest, part / dest.name, inputs,
+                                                    dataset)
         names = {p.name for p in inputs} | {sidecar_path(p).name for p in inputs}
         with publish_lock(root, exclusive=True):
             present = set(os.listdir(part))
@@ -299,7 +303,12 @@ def compact_partition(root: Path, part: Path, inputs: list[Path],
                 if not name.startswith(".") and not (part / name).is_dir():
                     os.link(part / name, new / name)
             fsync_dir(new)
-            _exchange(new, part)
+            entry = integrity.record_replacement(root, replacement)
+            try:
+                _exchange(new, part)
+            except BaseException:
+                integrity.void_interrupted_replacement(root, entry)
+                raise
             fsync_dir(part.parent)
         return rows, size
     finally:
@@ -324,6 +333,7 @@ def compact_store(root: Path, now: datetime | None = None, grace_s: float = GRAC
         except BlockingIOError:
             report.skipped.append("store: another compaction is running")
             return report
+        integrity.void_interrupted_replacement(root)  # a crash between its log and its swap
         shutil.rmtree(root / "_compact", ignore_errors=True)  # a crashed compaction's work
         todo = [(dataset, part, inputs) for dataset in ("spans", "logs")
                 for part, inputs in plan(root, now, grace_s, tenant, dataset)]

@@ -26,6 +26,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 
 from .config import check_tenant
 from .errors import BadInput
+from .integrity.log import leaf_log
 from .normalize import Normalizer
 from .otlp_decode import decode_payload, read_file
 from .records import Batch, append_request
@@ -246,6 +247,8 @@ class Ingester:
         """Write everything, stop the workers, and return the report."""
         try:
             self.flush()
+            if self.report.files_written:  # a signed checkpoint of what this run logged
+                leaf_log(self.root, self.writer.log).checkpoint()
         finally:
             if self._pool is not None:
                 self._pool.shutdown(cancel_futures=True)

@@ -40,6 +40,8 @@ from .compact import GRACE_S, compact_store
 from .config import check_tenant
 from .errors import StoreError
 from .fsutil import fsync_dir
+from .integrity.log import leaf_log
+from .integrity.publish import retire_unfinished_flush
 from .log_records import LogBatch, append_logs_request, log_problem
 from .normalize import Normalizer
 from .records import Batch, _span_problem, append_request
@@ -101,6 +103,9 @@ class Limits:
 
 
 TRACES, LOGS = b"T", b"L"
+# A flush signs its writer's integrity checkpoint at most this often (~5 ms: a signature and
+# an fsync'd file), and `stop` always does.
+CHECKPOINT_INTERVAL_S = 30.0
 
 
 def encode_payload(tenant: str, data: bytes, kind: bytes = TRACES) -> bytes:
@@ -269,6 +274,7 @@ class Pipeline:
         try:
             if not self.wal.failed:
                 self.flush()
+                self._sign_checkpoint()
         finally:
             self._write_pool.shutdown()
             try:
@@ -279,6 +285,8 @@ class Pipeline:
                     self._lock_fd = None
 
     def _delete_unfinished_flush_files(self) -> None:
+        # Logged before the files go, so `aitrail verify` never sees them simply vanish.
+        retire_unfinished_flush(self.root, self.writer_id, self._flush_seq)
         pattern = re.compile(re.escape(self.writer_id) + r"-f(\d+)-\d+\.parquet$")
         for dataset in ("spans", "logs"):
             base = self.root / dataset
@@ -558,7 +566,7 @@ class Pipeline:
             self._delete_unfinished_flush_files()
         self._flush_failed = True
         writer = ParquetWriter(self.root, f"{self.writer_id}-f{seq:08d}",
-                               compression_level=FLUSH_COMPRESSION_LEVEL)
+                               compression_level=FLUSH_COMPRESSION_LEVEL, log=self.writer_id)
         if converted.logs is not None:
             writer.write_table(*converted.logs, dataset="logs")
         if converted.spans is not None:
@@ -578,7 +586,15 @@ class Pipeline:
         self.wal.trim(end)
         self.stats["flushes"] += 1
         self.stats["flushed_spans"] += converted.n_spans
+        self._sign_checkpoint(CHECKPOINT_INTERVAL_S)
         return converted.n_spans
+
+    def _sign_checkpoint(self, every_s: float = 0.0) -> None:
+        """A signed checkpoint of this writer's integrity log (docs/integrity.md)."""
+        try:
+            leaf_log(self.root, self.writer_id).checkpoint_every(every_s)
+        except (OSError, StoreError) as e:  # the data is safe; only the signature is late
+            log.error("cannot write the integrity checkpoint: %s", e)
 
     def _convert(self, items: list[_Item]) -> _Converted:
         """A round's requests as Arrow tables (with each row's tenant and hour bucket)."""

@@ -13,6 +13,7 @@ import orjson
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from .integrity.log import leaf_log
 from .normalize import Normalizer
 from .otlp_encode import span_attributes
 from .schema import AUDIT_NAMES, SPANS_SCHEMA
@@ -31,7 +32,8 @@ def reindex_file(path: Path, normalizer: Normalizer, store_root: Path) -> int:
         row["attributes"] = orjson.dumps(stored).decode() if stored else None
         for name in AUDIT_NAMES:
             row[name] = values.get(name)
-    write_table(pa.Table.from_pylist(rows, schema=SPANS_SCHEMA), path, store_root)
+    write_table(pa.Table.from_pylist(rows, schema=SPANS_SCHEMA), path, store_root,
+                log="reindex")
     return len(rows)
 
 
@@ -44,4 +46,6 @@ def reindex_store(root: Path, normalizer: Normalizer,
         spans += reindex_file(f, normalizer, Path(root))
         if progress:
             progress(i, len(files))
+    if files:
+        leaf_log(root, "reindex").checkpoint()
     return len(files), spans

@@ -18,6 +18,7 @@ import pyarrow.parquet as pq
 
 from .config import check_tenant
 from .fsutil import fsync_dir, publish_lock
+from .integrity import publish as integrity
 from .records import Batch, hour_partition
 from .schema import DICTIONARY_COLUMNS, FILE_METADATA, LOG_DICTIONARY_COLUMNS
 from .trace_index import write_sidecar
@@ -35,10 +36,12 @@ WRITE_THREADS = max(1, min(4, os.cpu_count() or 1))
 
 def write_table(table: pa.Table, dest: Path, store_root: Path,
                 dictionary: list[str] | None = None, index: bool = True,
-                compression_level: int = COMPRESSION_LEVEL) -> None:
+                compression_level: int = COMPRESSION_LEVEL, log: str = "ingest") -> None:
     """Write one sorted table to `dest` atomically (temp, fsync, rename, fsync dir), with
-    its trace id sidecar first when `index` (spans files)."""
+    its trace id sidecar first when `index` (spans files). The file is entered in integrity
+    log `log` before the rename (docs/integrity.md), so no reader sees an unlogged file."""
     table = table.replace_schema_metadata({**(table.schema.metadata or {}), **FILE_METADATA})
+    digests = integrity.table_digests(table)  # outside the lock: CPU only
     with publish_lock(store_root):
         dest.parent.mkdir(parents=True, exist_ok=True)
         tmp = dest.with_name(f".{dest.name}.tmp")
@@ -52,6 +55,7 @@ def write_table(table: pa.Table, dest: Path, store_root: Path,
             os.fsync(f.fileno())
         if index:
             write_sidecar(dest, table.column("trace_id"))
+        integrity.record_add(store_root, log, dest, tmp, digests)
         os.replace(tmp, dest)
         fsync_dir(dest.parent)
 
@@ -60,10 +64,11 @@ class ParquetWriter:
     """Writes batches for one writer id; file names never collide across writers or runs."""
 
     def __init__(self, root: Path, writer_id: str | None = None,
-                 compression_level: int = COMPRESSION_LEVEL) -> None:
+                 compression_level: int = COMPRESSION_LEVEL, log: str = "ingest") -> None:
         self.root = Path(root)
         self.writer_id = writer_id or uuid.uuid4().hex[:12]
         self.compression_level = compression_level
+        self.log = log  # the integrity log its files are entered in
         self.seq = 0
 
     def write(self, batch: Batch) -> list[Path]:
@@ -105,7 +110,7 @@ class ParquetWriter:
         def write(part: tuple[int, int, Path]) -> None:
             a, b, dest = part
             write_table(table.slice(a, b - a), dest, self.root, dictionary, index,
-                        self.compression_level)
+                        self.compression_level, self.log)
 
         if len(parts) == 1 or WRITE_THREADS == 1:
             for part in parts:
