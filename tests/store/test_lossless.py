@@ -15,6 +15,8 @@ from aitrail.store.ingest import Ingester
 from aitrail.store.otlp_decode import request_from_json, request_to_json
 from aitrail.store.otlp_encode import rows_to_request
 from aitrail.store.query import Store
+from aitrail.store.redaction import RedactionPolicy
+from aitrail.store.redaction.policy import Scope
 
 text = st.text(st.characters(blacklist_categories=("Cs",)), max_size=30)
 keys = st.one_of(
@@ -189,7 +191,7 @@ def span_set(req: ExportTraceServiceRequest) -> list[tuple[bytes, ...]]:
 
 
 def _round_trip(root: Path, req: ExportTraceServiceRequest) -> tuple[list, list[bytes]]:
-    ing = Ingester(root, "t1")
+    ing = Ingester(root, "t1", redaction=NO_REDACTION)
     ing.add(req)
     ing.flush()
     assert not ing.report.rejected
@@ -199,6 +201,12 @@ def _round_trip(root: Path, req: ExportTraceServiceRequest) -> tuple[list, list[
                  for t in trace_ids]
         rows = store.raw_rows()
     return rows, lines
+
+
+# Random text may look like a secret; masked in one store, it would come back with that
+# store's fingerprint and no redaction record (the reserved attribute is the redactor's own)
+# and differ from the first copy. Redaction has its own tests; here it is off.
+NO_REDACTION = RedactionPolicy(base=Scope(classes=frozenset()))
 
 
 @settings(max_examples=40, deadline=None,
@@ -213,7 +221,7 @@ def test_random_spans_come_back_identical_through_show_otlp_json(tmp_path_factor
     assert span_set(back) == span_set(req)
 
     second = tmp_path_factory.mktemp("second")
-    ing = Ingester(second, "t1")
+    ing = Ingester(second, "t1", redaction=NO_REDACTION)
     for line in lines:
         ing.add(request_from_json(line))
     ing.flush()
