@@ -274,7 +274,7 @@ class Store:
         tid = parse_trace_id(trace_id)
         for attempt in range(_RETRIES + 1):
             try:
-                table = self._reader.read(self.index.files_for(tid, tenant), tid)
+                table = self._reader.read(self.index.locate(tid, tenant), tid)
                 break
             except FileNotFoundError:  # swapped away by compaction: list again
                 if attempt == _RETRIES:
