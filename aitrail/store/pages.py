@@ -121,12 +121,19 @@ def read_struct(b: bytes, i: int = 0) -> tuple[dict[int, object], int]:
 
 
 def _uvarint(n: int) -> bytes:
+    if n < 0x80:
+        return _ONE_BYTE[n]
+    if n < 0x4000:  # most sizes and offsets in a small file: two bytes
+        return bytes(((n & 0x7F) | 0x80, n >> 7))
     out = bytearray()
     while n >= 0x80:
         out.append((n & 0x7F) | 0x80)
         n >>= 7
     out.append(n)
     return bytes(out)
+
+
+_ONE_BYTE = [bytes([n]) for n in range(0x80)]
 
 
 def _int(fid_delta: int, t: int, v: int) -> bytes:
@@ -279,13 +286,16 @@ def read_rows(path, md: pq.FileMetaData, pm, cell_range: tuple[int, int],
             for c, head in enumerate(layout.columns(g)):
                 start = pos
                 d_off, d_size = pm.dictionary(g, c)
-                if d_size:
-                    out.append(os.pread(fd, d_size, d_off))
                 p_off, size = pm.page(k, c)
                 if end - 1 > k:  # a column's pages are contiguous: up to the last one's end
                     last_off, last_size = pm.page(end - 1, c)
                     size = last_off + last_size - p_off
-                out.append(os.pread(fd, size, p_off))
+                if d_size and d_off + d_size == p_off:  # the row group's first page
+                    out.append(os.pread(fd, d_size + size, d_off))
+                else:
+                    if d_size:
+                        out.append(os.pread(fd, d_size, d_off))
+                    out.append(os.pread(fd, size, p_off))
                 pos += d_size + size
                 total = _int(1, _I64, d_size + size)
                 chunks.append(b"".join((
