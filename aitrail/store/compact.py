@@ -3,8 +3,9 @@ out for fetch.
 
 Frequent flushes make many small files, and per-file footers are what makes a store slow
 (performance.md). A tenant-hour is *closed* `grace` after it ends; its committed files are
-merged into one file sorted by (trace_id, start), with small row groups, dictionary only on
-low-cardinality columns, and its trace id sidecar (trace_index.py).
+merged into one file sorted by (trace_id, start), with pages of PAGE_ROWS rows in every column
+(a trace is read from its pages: pages.py), dictionary only on low-cardinality columns, and its
+trace id sidecar (trace_index.py).
 
 Readers must never see a half-swapped partition (both the merged file and its inputs, or
 neither). The merged file and hard links to any file that arrived meanwhile are assembled in
@@ -55,12 +56,14 @@ _DICTIONARY = {"spans": DICTIONARY_COLUMNS, "logs": LOG_DICTIONARY_COLUMNS}
 # so memory stays bounded whatever the hour's size (~1.5 KB of Arrow per span).
 RANGE_ROWS = 50_000
 # Laid out for fetch: pages of exactly PAGE_ROWS rows in every column, so a trace is read
-# from the pages that hold it (pages.py), and a page index. Measured on a 400k-span file of
-# the benchmark load (benchmarks/query.py): the former 4k-row groups of 64 KiB pages 458
-# B/span, ~12 ms to read a trace's row group; 16k-row groups of 512-row pages 470 B/span,
-# ~3 ms through the page map, and filtered scans 0-30% slower than with 4k-row groups
-# (256-row pages: 490 B/span and 30-100% slower scans). A page is cut early only past
-# COMPACT_PAGE_SIZE (then its row group is read whole).
+# from the pages that hold it (pages.py), and a page index. Measured (benchmarks/query.py):
+# the former 4k-row groups of 64 KiB pages 453 B/span at 10M, a trace's row group ~10-14 ms
+# to decode; 16k-row groups of 512-row pages 468 B/span, ~3 ms through the page map. On a
+# 400k-span file, DuckDB scans of a few small columns were ~25-45% slower with any page row
+# cap (more pages); on the whole 10M store, interleaved with the former layout, the filtered
+# page, facets and free text stayed within the noise. 256-row pages: 490 B/span. The pages
+# keep their rows whatever their size (the writer checks size per batch, and batches end at
+# page boundaries).
 COMPACT_ROW_GROUP = 16_384
 COMPACT_PAGE_SIZE = 1024 * 1024
 COMPACTED_PREFIX = "compacted-"
