@@ -84,6 +84,7 @@ def ms(samples: list[float]) -> str:
 def measure(root: Path, repeat: int, seed: int) -> None:
     files = list(root.glob("spans/*/*/*/*.parquet"))
     size = sum(f.stat().st_size for f in files)
+    sidecars = sum(f.stat().st_size for f in root.glob("spans/*/*/*/_*.tids"))
     rng = random.Random(seed)
     with Store(root) as st:
         t0 = time.perf_counter()
@@ -130,10 +131,11 @@ def measure(root: Path, repeat: int, seed: int) -> None:
             st.search(limit=100, text="the")
             common_t.append(time.perf_counter() - t0)
     print(f"store: {total:,} spans in {len(files):,} files, {size / 2**20:,.0f} MiB "
-          f"({size / max(total, 1):.0f} B/span)")
+          f"({size / max(total, 1):.1f} B/span; trace index sidecars "
+          f"{sidecars / max(total, 1):.1f} B/span)")
     print(f"baseline: count(*) over the store    {scan * 1000:8.1f} ms")
     print(f"trace by id, stored rows (API)       {ms(raw)}")
-    print(f"trace by id, spans view (API)        {ms(unknown)}")
+    print(f"trace by id, Store.trace (API)       {ms(unknown)}")
     print(f"trace by id, hour known (SQL glob)   {ms(known)}")
     print(f"filtered page, 1,000 traces (API)    {ms(pages)}   "
           f"({len(res.rows)} rows, truncated={res.truncated})")

@@ -3,8 +3,9 @@ out for fetch.
 
 Frequent flushes make many small files, and per-file footers are what makes a store slow
 (performance.md). A tenant-hour is *closed* `grace` after it ends; its committed files are
-merged into one file sorted by (trace_id, start), with small row groups, dictionary only on
-low-cardinality columns, and its trace id sidecar (trace_index.py).
+merged into one file sorted by (trace_id, start), with pages of PAGE_ROWS rows in every column
+(a trace is read from its pages: pages.py), dictionary only on low-cardinality columns, and its
+trace id sidecar (trace_index.py).
 
 Readers must never see a half-swapped partition (both the merged file and its inputs, or
 neither). The merged file and hard links to any file that arrived meanwhile are assembled in
@@ -42,7 +43,8 @@ from . import text_index
 from .errors import StoreError
 from .fsutil import fsync_dir, fsync_tree, publish_lock
 from .integrity import publish as integrity
-from .schema import DICTIONARY_COLUMNS, FILE_METADATA, LOG_DICTIONARY_COLUMNS
+from .pages import PAGE_ROWS, page_map
+from .schema import DICTIONARY_COLUMNS, FILE_METADATA, LOG_DICTIONARY_COLUMNS, LONG_TEXT_COLUMNS
 from .trace_index import TraceIndex, sidecar_path, write_sidecar
 from .writer import COMPRESSION_LEVEL
 
@@ -54,11 +56,17 @@ _DICTIONARY = {"spans": DICTIONARY_COLUMNS, "logs": LOG_DICTIONARY_COLUMNS}
 # Rows sorted at once: a bigger hour is merged in trace-id ranges of about this many rows,
 # so memory stays bounded whatever the hour's size (~1.5 KB of Arrow per span).
 RANGE_ROWS = 50_000
-# Laid out for fetch: a trace is read from one row group (query.py reads just that one), so
-# groups are small. Measured on a 416k-span hour here: 16k-row groups 436 B/span and ~25 ms
-# to read a trace's group; 4k rows 453 B/span, ~8 ms; 1k rows 479 B/span, ~5 ms.
-COMPACT_ROW_GROUP = 4096
-COMPACT_PAGE_SIZE = 64 * 1024
+# Laid out for fetch: pages of exactly PAGE_ROWS rows in every column, so a trace is read
+# from the pages that hold it (pages.py), and a page index. Measured (benchmarks/query.py):
+# the former 4k-row groups of 64 KiB pages 453 B/span at 10M, a trace's row group ~10-14 ms
+# to decode; 16k-row groups of 512-row pages 468 B/span, ~3 ms through the page map. On a
+# 400k-span file, DuckDB scans of a few small columns were ~25-45% slower with any page row
+# cap (more pages); on the whole 10M store, interleaved with the former layout, the filtered
+# page, facets and free text stayed within the noise. 256-row pages: 490 B/span. The pages
+# keep their rows whatever their size (the writer checks size per batch, and batches end at
+# page boundaries).
+COMPACT_ROW_GROUP = 16_384
+COMPACT_PAGE_SIZE = 1024 * 1024
 COMPACTED_PREFIX = "compacted-"
 _FLUSH_FILE = re.compile(r"^(?P<writer>[A-Za-z0-9_.-]+)-f(?P<seq>\d{8})-\d+\.parquet$")
 _RENAME_EXCHANGE = 2
@@ -168,8 +176,11 @@ def merge(inputs: list[Path], dest: Path, spill_dir: Path | None = None,
     rows = 0
     with pq.ParquetWriter(tmp, schema.with_metadata(FILE_METADATA), compression="zstd",
                           compression_level=COMPRESSION_LEVEL,
-                          use_dictionary=_DICTIONARY[dataset], write_statistics=True,
-                          data_page_size=COMPACT_PAGE_SIZE) as out:
+                          use_dictionary=_DICTIONARY[dataset],
+                          write_statistics=[n for n in schema.names
+                                            if n not in LONG_TEXT_COLUMNS],
+                          data_page_size=COMPACT_PAGE_SIZE, max_rows_per_page=PAGE_ROWS,
+                          write_page_index=True) as out:
         for part in _range_tables(files, schema, ranges, spill_dir or dest.parent):
             t = part.sort_by([("trace_id", "ascending"), (_TIME[dataset], "ascending")])
             del part  # only one range in memory at a time (and its sorted copy)
@@ -183,7 +194,7 @@ def merge(inputs: list[Path], dest: Path, spill_dir: Path | None = None,
     with open(tmp, "rb+") as f:
         os.fsync(f.fileno())
     if dataset == "spans":
-        write_sidecar(dest, pa.chunked_array(ids, pa.binary(16)))
+        write_sidecar(dest, pa.chunked_array(ids, pa.binary(16)), page_map(tmp, PAGE_ROWS))
     os.replace(tmp, dest)
     return rows
 

@@ -21,6 +21,7 @@ from .errors import BadInput, NotFound, QueryError
 from .schema import LIFTABLE, LOGS_SCHEMA, SPANS_SCHEMA
 from .text_index import TextIndexes, word_predicate, words
 from .trace_index import Partition, TraceIndex, TraceReader
+from .trace_rows import spans_rows
 
 DEFAULT_LIMIT = 100
 SQL_TIMEOUT_S = 30.0
@@ -140,6 +141,7 @@ class Store:
         self.index = TraceIndex(self.root / "spans")
         self._reader = TraceReader()
         self._text = TextIndexes()
+        self._trace_columns: tuple[list[str], list[str]] | None = None
         self.con = duckdb.connect(":memory:")
         self.con.execute("SET TimeZone = 'UTC'")
         # Files are published whole and never rewritten under the same name (compaction and
@@ -157,9 +159,11 @@ class Store:
         return any((self.root / "spans").glob("tenant=*/date=*/hour=*/*.parquet"))
 
     def _create_views(self) -> None:
+        self._has_logs = False
         for table, dataset, schema in (("_spans", "spans", SPANS_SCHEMA),
                                        ("_logs", "logs", LOGS_SCHEMA)):
             if any((self.root / dataset).glob("tenant=*/date=*/hour=*/*.parquet")):
+                self._has_logs = self._has_logs or dataset == "logs"
                 glob = str(self.root / dataset / "*" / "*" / "*" / "*.parquet").replace("'", "''")
                 self.con.execute(
                     f"CREATE OR REPLACE VIEW {table} AS SELECT * FROM read_parquet('{glob}', "
@@ -274,7 +278,7 @@ class Store:
         tid = parse_trace_id(trace_id)
         for attempt in range(_RETRIES + 1):
             try:
-                table = self._reader.read(self.index.files_for(tid, tenant), tid)
+                table = self._reader.read(self.index.locate(tid, tenant), tid)
                 break
             except FileNotFoundError:  # swapped away by compaction: list again
                 if attempt == _RETRIES:
@@ -283,9 +287,34 @@ class Store:
             raise NotFound(f"no trace {trace_id} in {self.root}")
         return table
 
+    def _trace_shape(self) -> tuple[list[str], list[str]]:
+        """The `spans` view's columns and which of them are JSON, asked of DuckDB once."""
+        if self._trace_columns is None:
+            empty = pa.table({f.name: pa.array([], f.type) for f in SPANS_SCHEMA})
+            empty = empty.append_column("tenant", pa.array([], pa.string()))
+            self.con.register("_one_trace", empty)
+            try:
+                cur = self.con.execute(f"SELECT * FROM ({self._trace_body}) LIMIT 0")
+                self._trace_columns = ([d[0] for d in cur.description],
+                                       _json_columns(cur.description))
+            finally:
+                self.con.unregister("_one_trace")
+        return self._trace_columns
+
     def trace(self, trace_id: str, tenant: str | None = None) -> Result:
-        """Every span of one trace, by start time (the public `spans` columns)."""
+        """Every span of one trace, by start time (the public `spans` columns). Built in
+        Python from the stored rows (trace_rows.py) unless log records may add content or
+        a row needs the view itself."""
         table = self._trace_table(trace_id, tenant)
+        if not self._has_logs:
+            columns, json_columns = self._trace_shape()
+            rows = spans_rows(table, columns)
+            if rows is not None:
+                return Result(list(columns), rows, json_columns=list(json_columns))
+        return self._trace_view(table)
+
+    def _trace_view(self, table: pa.Table) -> Result:
+        """The `spans` view over one trace's stored rows (run by DuckDB)."""
         self.con.register("_one_trace", table)
         try:
             return self._fetch(f"SELECT * FROM ({self._trace_body}) "

@@ -125,6 +125,14 @@ DICTIONARY_COLUMNS = [
     "change_kind", "change_action", "change_target", "deployment_environment", "error_type",
 ]
 
+# Long text: no min/max statistics (they would prune nothing, and each page header and row
+# group would carry up to two copies of a long value: 16 B/span and a 3x bigger footer).
+LONG_TEXT_COLUMNS = frozenset({
+    "status_message", "resource_attributes", "scope_attributes", "attributes", "events",
+    "links", "system_instructions", "input_messages", "output_messages", "tool_arguments",
+    "tool_result", "retrieval_query", "documents", "decisions", "feature_flags", "redactions",
+    "body", "content_input", "content_output", "content_system"})
+
 # Hive partition keys: a partition value is part of the path, not of the file.
 PARTITION_KEYS = ("tenant", "date", "hour")
 

@@ -27,8 +27,14 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-MAGIC = b"ATTIDS01"
+from .pages import PageMap, read_rows
+
+MAGIC = b"ATTIDS01"  # ids only
+MAGIC_ROWS = b"ATTIDS02"  # ids, where each trace's rows start, and a page map
 _HEADER = struct.Struct("<8sQ")  # magic, count
+_PAGES = struct.Struct("<IIIII")  # rows, rows per page, columns, cells, row groups
+_CELL = struct.Struct("<III")  # first row, rows, row group
+_PLACE = struct.Struct("<QI")  # offset, size
 ID_LEN = 16
 _SETTLE_NS = 2_000_000_000
 
@@ -37,19 +43,91 @@ def sidecar_path(parquet: Path) -> Path:
     return parquet.with_name(f"_{parquet.stem}.tids")
 
 
-def write_sidecar(parquet: Path, trace_ids: pa.ChunkedArray | pa.Array) -> Path:
-    """Write the sorted distinct trace ids of a file about to be published at `parquet`."""
-    values = sorted(v for v in pc.unique(trace_ids.drop_null()).to_pylist()
-                    if len(v) == ID_LEN)
+def write_sidecar(parquet: Path, trace_ids: pa.ChunkedArray | pa.Array,
+                  pages: PageMap | None = None) -> Path:
+    """Write the sorted distinct trace ids of a file about to be published at `parquet`.
+    `trace_ids` is the file's trace_id column in row order: when it is sorted (every spans
+    file is), the sidecar also says where each trace's rows start, and `pages` where the
+    rows are (pages.py)."""
+    column = trace_ids.drop_null()
+    if isinstance(column, pa.ChunkedArray):
+        column = column.combine_chunks() if column.num_chunks else pa.array([], pa.binary(16))
+    ordered = len(column) == len(trace_ids) and (len(column) < 2 or pc.all(pc.greater_equal(
+        column.slice(1), column.slice(0, len(column) - 1))).as_py())
+    starts = None
+    if ordered:
+        if len(column):
+            change = pc.not_equal(column.slice(1), column.slice(0, len(column) - 1))
+            starts = [0] + [i + 1 for i in pc.indices_nonzero(change).to_pylist()]
+        else:
+            starts = []
+        values = column.take(pa.array(starts, pa.int64())).to_pylist()
+        keep = [i for i, v in enumerate(values) if len(v) == ID_LEN]
+        values, starts = [values[i] for i in keep], [starts[i] for i in keep]
+    else:
+        values = sorted(v for v in pc.unique(column).to_pylist() if len(v) == ID_LEN)
     dest = sidecar_path(parquet)
     tmp = dest.with_name(f".{dest.name}.tmp")
     with open(tmp, "wb") as f:
-        f.write(_HEADER.pack(MAGIC, len(values)))
-        f.write(b"".join(values))
+        if starts is None:
+            f.write(_HEADER.pack(MAGIC, len(values)))
+            f.write(b"".join(values))
+        else:
+            f.write(_HEADER.pack(MAGIC_ROWS, len(values)))
+            f.write(b"".join(values))
+            f.write(struct.pack(f"<{len(starts)}I", *starts))
+            f.write(_encode_pages(len(trace_ids), pages))
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, dest)
     return dest
+
+
+def _encode_pages(rows: int, pm: PageMap | None) -> bytes:
+    if pm is None or not pm.cells:
+        return _PAGES.pack(rows, 0, 0, 0, 0)
+    out = [_PAGES.pack(rows, pm.rows_per_page, pm.columns, len(pm.cells), len(pm.dicts))]
+    out += [_CELL.pack(*cell) for cell in pm.cells]
+    out += [_PLACE.pack(*p) for cell in pm.pages for p in cell]
+    out += [_PLACE.pack(*d) for g in pm.dicts for d in (g or [(0, 0)] * pm.columns)]
+    return b"".join(out)
+
+
+class SidecarPages:
+    """A sidecar's page map, read in place (the same questions as pages.PageMap)."""
+
+    def __init__(self, mm: mmap.mmap, at: int, columns: int, cells: int, groups: int,
+                 rows_per_page: int) -> None:
+        self._mm = mm
+        self.rows_per_page = rows_per_page
+        self.columns = columns
+        self._cells = at
+        self._pages = at + cells * _CELL.size
+        self._dicts = self._pages + cells * columns * _PLACE.size
+        self.count = cells
+
+    def cell(self, k: int) -> tuple[int, int, int]:
+        return _CELL.unpack_from(self._mm, self._cells + k * _CELL.size)
+
+    def page(self, k: int, c: int) -> tuple[int, int]:
+        return _PLACE.unpack_from(self._mm, self._pages + (k * self.columns + c) * _PLACE.size)
+
+    def dictionary(self, g: int, c: int) -> tuple[int, int]:
+        return _PLACE.unpack_from(self._mm, self._dicts + (g * self.columns + c) * _PLACE.size)
+
+    def find(self, row: int) -> int:
+        """The cell holding `row`, or -1."""
+        lo, hi = 0, self.count
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if self.cell(mid)[0] <= row:
+                lo = mid + 1
+            else:
+                hi = mid
+        if lo == 0:
+            return -1
+        first, n, _ = self.cell(lo - 1)
+        return lo - 1 if row < first + n else -1
 
 
 class IdSet:
@@ -62,10 +140,22 @@ class IdSet:
                 raise ValueError("short sidecar")
             self._mm = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
         magic, count = _HEADER.unpack_from(self._mm, 0)
-        if magic != MAGIC or size != _HEADER.size + count * ID_LEN:
+        self._n = count
+        self._starts = self.pages = None
+        self._rows = 0
+        ids_end = _HEADER.size + count * ID_LEN
+        ok = magic == MAGIC and size == ids_end
+        if magic == MAGIC_ROWS and size >= ids_end + count * 4 + _PAGES.size:
+            self._starts = ids_end
+            at = ids_end + count * 4
+            self._rows, per_page, columns, cells, groups = _PAGES.unpack_from(self._mm, at)
+            at += _PAGES.size
+            ok = size == at + cells * _CELL.size + (cells + groups) * columns * _PLACE.size
+            if ok and cells:
+                self.pages = SidecarPages(self._mm, at, columns, cells, groups, per_page)
+        if not ok:
             self._mm.close()
             raise ValueError("not a complete trace id sidecar")
-        self._n = count
 
     def __len__(self) -> int:
         return self._n
@@ -77,6 +167,18 @@ class IdSet:
     def __contains__(self, tid: bytes) -> bool:
         i = bisect_left(self, tid)
         return i < self._n and self[i] == tid
+
+    def rows(self, tid: bytes) -> tuple[int, int] | None:
+        """The rows [first, end) of the trace in the file; None if not said or not there."""
+        if self._starts is None:
+            return None
+        i = bisect_left(self, tid)
+        if i == self._n or self[i] != tid:
+            return None
+        first = struct.unpack_from("<I", self._mm, self._starts + 4 * i)[0]
+        end = (struct.unpack_from("<I", self._mm, self._starts + 4 * (i + 1))[0]
+               if i + 1 < self._n else self._rows)
+        return first, end
 
     def close(self) -> None:
         self._mm.close()
@@ -168,20 +270,29 @@ class TraceIndex:
     def files_for(self, trace_id: bytes, tenant: str | None = None) -> list[Path]:
         """Files that may hold spans of the trace: those whose sidecar has it, and those
         without a sidecar."""
-        return [path for part in self.partitions(tenant) for path, ids in part.files
+        return [path for path, _ in self.locate(trace_id, tenant)]
+
+    def locate(self, trace_id: bytes, tenant: str | None = None
+               ) -> list[tuple[Path, IdSet | None]]:
+        """`files_for`, with each file's sidecar (None: no valid sidecar)."""
+        return [(path, ids) for part in self.partitions(tenant) for path, ids in part.files
                 if ids is None or trace_id in ids]
 
 
 class TraceReader:
-    """Reads one trace's rows straight from the row groups that can hold it.
+    """Reads one trace's rows straight from the pages, or row groups, that hold them.
 
-    Files are sorted by trace id, so each row group covers an id range: the footer's min/max
-    (cached per file; files are never rewritten in place) name the row group(s) to read, and
-    only those are decompressed. DuckDB reads the filter column of every row group instead.
+    Files are sorted by trace id. Where the sidecar says which rows are the trace's and where
+    their pages are (compacted files), only those pages are decoded (pages.py). Otherwise
+    each row group covers an id range: the footer's min/max (cached per file; files are never
+    rewritten in place) name the row group(s) to read, and only those are decompressed.
+    DuckDB reads the filter column of every row group instead.
     """
 
     def __init__(self) -> None:
         self._meta: dict[Path, tuple[pq.FileMetaData, list[bytes], list[bytes]]] = {}
+        self._layouts: dict = {}  # pages.read_rows' per-file cache
+        self._schemas: dict[Path, pa.Schema] = {}
 
     def _ranges(self, path: Path) -> tuple[pq.FileMetaData, list[bytes], list[bytes]]:
         hit = self._meta.get(path)
@@ -196,20 +307,49 @@ class TraceReader:
                 highs.append(st.max if ok else b"\xff" * (ID_LEN + 1))
             hit = self._meta[path] = (md, lows, highs)
             if len(self._meta) > 4096:  # bound the cache on stores that were never compacted
-                self._meta.pop(next(iter(self._meta)))
+                old = next(iter(self._meta))
+                self._meta.pop(old)
+                self._layouts.pop(old, None)
+                self._schemas.pop(old, None)
         return hit
 
-    def read(self, files: list[Path], trace_id: bytes) -> pa.Table | None:
-        """The trace's rows from `files` with the partition columns tenant, date, hour;
-        None if none. FileNotFoundError if a file was swapped away meanwhile."""
+    def _from_pages(self, path: Path, md: pq.FileMetaData, ids: IdSet | None,
+                    trace_id: bytes) -> pa.Table | None:
+        """The trace's rows through the page map; None if it cannot say."""
+        if ids is None or ids.pages is None:
+            return None
+        span = ids.rows(trace_id)
+        if span is None:
+            return None
+        first, end = span
+        pm = ids.pages
+        k0, k1 = pm.find(first), pm.find(end - 1)
+        if k0 < 0 or k1 < 0:
+            return None  # in a row group whose pages do not line up
+        for k in range(k0, k1):  # cells are consecutive rows, or a row group is missing
+            a, n, _ = pm.cell(k)
+            if pm.cell(k + 1)[0] != a + n:
+                return None
+        t = read_rows(path, md, pm, (k0, k1 + 1), first, end - first, self._layouts)
+        schema = self._schemas.get(path)
+        if schema is None:
+            schema = self._schemas[path] = md.schema.to_arrow_schema().remove_metadata()
+        return t if t.schema == schema else t.cast(schema)
+
+    def read(self, files: list[tuple[Path, IdSet | None]], trace_id: bytes) -> pa.Table | None:
+        """The trace's rows from `files` (with their sidecars) with the partition columns
+        tenant, date, hour; None if none. FileNotFoundError if a file was swapped away
+        meanwhile."""
         tables = []
-        for path in files:
+        for path, ids in files:
             md, lows, highs = self._ranges(path)
-            groups = [g for g in range(len(lows)) if lows[g] <= trace_id <= highs[g]]
-            if not groups:
-                continue
-            t = pq.ParquetFile(path, metadata=md).read_row_groups(groups)
-            t = t.filter(pc.equal(t["trace_id"], pa.scalar(trace_id, pa.binary(16))))
+            t = self._from_pages(path, md, ids, trace_id)
+            if t is None:
+                groups = [g for g in range(len(lows)) if lows[g] <= trace_id <= highs[g]]
+                if not groups:
+                    continue
+                t = pq.ParquetFile(path, metadata=md).read_row_groups(groups)
+                t = t.filter(pc.equal(t["trace_id"], pa.scalar(trace_id, pa.binary(16))))
             if t.num_rows:
                 tenant, date, hour = (path.parent.parent.parent.name[7:],
                                       path.parent.parent.name[5:], int(path.parent.name[5:]))
