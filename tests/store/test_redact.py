@@ -131,6 +131,24 @@ def test_same_secret_same_fingerprint_and_only_the_secret_changes(redactor):
     assert len(fps) == 1
 
 
+def test_overlapping_hits_share_one_mask_and_keep_their_own_fingerprints(tmp_path):
+    """A URL password with a `%` before `@host` also reads as an e-mail address: the mask
+    covers both, and the password keeps the fingerprint it has anywhere else (the TUI's
+    "this key appeared in N traces" counts by it)."""
+    red = Redactor(tmp_path, policy('[redaction]\nclasses = ["connection_string", "email"]'))
+    alone = trace_request({"a": "postgres://app:Hk2w9%x@db.internal/orders",
+                           "b": "postgres://app:Hk2w9%x@10.0.0.7/orders"})
+    assert red.redact_traces(alone, "default") == 3
+    sp, = spans(alone)
+    assert MASK.findall(attr(sp, "a").string_value)[0][0] == "url-credentials"
+    assert attr(sp, "a").string_value.endswith("]/orders")  # `@db.internal` went too
+    entries = {(e["path"], e["rule"]): e["fp"] for e in record(sp)}
+    assert set(entries) == {("attributes.a", "url-credentials"), ("attributes.a", "email"),
+                            ("attributes.b", "url-credentials")}
+    assert entries["attributes.a", "url-credentials"] == entries["attributes.b", "url-credentials"]
+    assert entries["attributes.a", "email"] != entries["attributes.a", "url-credentials"]
+
+
 # -- JSON inside strings -----------------------------------------------------------------------
 
 def test_secret_inside_gen_ai_messages_json_keeps_it_valid_and_records_the_json_path(redactor):

@@ -50,13 +50,17 @@ class Walk:
         if not found:
             return s
         parts: list[str] = []
-        masks: list[tuple[R.Rule, str, str]] = []
+        masks: list[tuple[str, list[tuple[R.Rule, str]]]] = []  # marker, its (rule, fp)s
         pos = 0
-        for start, end, rule in found:
-            fp = fingerprint(self.key, rule.fingerprint_text(s[start:end]))
-            marker = f"[REDACTED:{rule.name}:{fp}]"
+        for start, end, hits in found:
+            fps: list[tuple[R.Rule, str]] = []
+            for rule, secret in hits:
+                fp = fingerprint(self.key, rule.fingerprint_text(secret))
+                if all(fp != f for _, f in fps):  # one secret seen by two rules: one entry
+                    fps.append((rule, fp))
+            marker = f"[REDACTED:{fps[0][0].name}:{fps[0][1]}]"
             parts += (s[pos:start], marker)
-            masks.append((rule, fp, marker))
+            masks.append((marker, fps))
             pos = end
         parts.append(s[pos:])
         new = "".join(parts)
@@ -64,25 +68,30 @@ class Walk:
             placed = self._json(s, new, masks, path)
             if placed is not None:
                 return placed
-        for rule, fp, _ in masks:
-            self._entry(rule.name, rule.cls, path, fp)
+        for _, fps in masks:
+            for rule, fp in fps:
+                self._entry(rule.name, rule.cls, path, fp)
         return new
 
-    def _find(self, s: str) -> list[tuple[int, int, R.Rule]]:
+    def _find(self, s: str) -> list[tuple[int, int, list[tuple[R.Rule, str]]]]:
+        """(start, end, hits) of each mask. Overlapping hits share one mask that covers them
+        all, named by the first; each keeps its own secret, so its fingerprint is the same
+        as wherever that secret appears alone (a URL password followed by `@host` also reads
+        as an e-mail address)."""
         hits = [(start, rule.priority, start - end, end, rule)
                 for rule in self.rules for start, end, secret in rule.find(s)
                 if not self.eff.allowed(secret)]
         hits.sort(key=lambda h: h[:4])
-        merged: list[tuple[int, int, R.Rule]] = []
+        merged: list[tuple[int, int, list[tuple[R.Rule, str]]]] = []
         for start, _, _, end, rule in hits:
             if merged and start < merged[-1][1]:  # overlap: one mask covers both
-                s0, e0, r0 = merged[-1]
-                merged[-1] = (s0, max(e0, end), r0)
+                s0, e0, found = merged[-1]
+                merged[-1] = (s0, max(e0, end), [*found, (rule, s[start:end])])
             else:
-                merged.append((start, end, rule))
+                merged.append((start, end, [(rule, s[start:end])]))
         return merged
 
-    def _json(self, old: str, new: str, masks: list[tuple[R.Rule, str, str]],
+    def _json(self, old: str, new: str, masks: list[tuple[str, list[tuple[R.Rule, str]]]],
               path: str) -> str | None:
         """Entries with JSON paths for a string holding JSON. Returns the string to keep, or
         None when `old` is not JSON (plain text)."""
@@ -98,9 +107,11 @@ class Walk:
         found: list[tuple[str, str]] = []  # (marker, path) in document order
         for p, text in _json_strings(doc, path):
             found += ((m, p) for m in R.MARKER.findall(text))
-        for rule, fp, marker in masks:
+        for marker, fps in masks:
             at = next((n for n, (m, _) in enumerate(found) if m == marker), None)
-            self._entry(rule.name, rule.cls, found.pop(at)[1] if at is not None else path, fp)
+            where = found.pop(at)[1] if at is not None else path
+            for rule, fp in fps:
+                self._entry(rule.name, rule.cls, where, fp)
         return new
 
     def _json_values(self, doc: Any, path: str) -> Any:
