@@ -33,7 +33,9 @@ FORMAT = 2
 # Columns indexed, and searched by query.py's text filter.
 TEXT_COLUMNS = ("system_instructions", "input_messages", "output_messages", "documents",
                 "tool_arguments", "tool_result", "retrieval_query")
-MAX_WORD = 40  # tantivy's default tokenizer drops longer tokens: such queries are scanned
+# tantivy's default tokenizer drops tokens of 40 bytes or more (RemoveLongFilter::limit(40)):
+# queries for such words are scanned. Bytes, not characters: `ü` is two.
+MAX_WORD = 39
 _WORD = re.compile(r"[^\W_]+")
 _WRITER_HEAP = 64 * 2**20
 
@@ -129,7 +131,7 @@ class TextIndexes:
         import tantivy
 
         covers = self.covered(part)
-        if covers is None or not ws or any(len(w) > MAX_WORD for w in ws):
+        if covers is None or not ws or any(len(w.encode()) > MAX_WORD for w in ws):
             return None
         hit = self._open.get(part)
         if hit is None or hit[0] != covers:

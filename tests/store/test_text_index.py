@@ -137,3 +137,24 @@ def test_an_index_naming_only_the_newest_spans_gives_the_scans_answer(
         after = st.search(limit=limit, text="invoice")
     assert after.rows == before.rows and after.truncated == before.truncated
     assert any(not h.complete for h in calls)  # the partial path ran
+
+
+def test_words_tantivy_does_not_index_are_scanned_even_in_an_indexed_hour(store: Path) -> None:
+    """tantivy's default tokenizer drops tokens of 40 bytes or more: a 40-hex commit sha, or
+    a shorter word of multi-byte letters, is found by scanning the indexed file instead."""
+    sha = "3f2a9c0d41b7e6f58a9b0c1d2e3f405162738495"
+    long_letters = "ünïcödéwörd" * 2  # 22 characters, 40 bytes
+    late = ExportTraceServiceRequest(resource_spans=[ResourceSpans(scope_spans=[ScopeSpans(
+        spans=[Span(trace_id=b"\x08" * 16, span_id=b"\x02" * 8, name="review",
+                    start_time_unix_nano=T0 + 7, end_time_unix_nano=T0 + 9,
+                    attributes=[_kv("gen_ai.input.messages", _messages(
+                        "user", f"review commit {sha} {long_letters}"))])])])])
+    ing = Ingester(store, "acme", writer_id="sha")
+    ing.add(late)
+    ing.flush()
+    compact_store(store, now=LATER)
+    with Store(store) as st:
+        assert all((p.path / TEXT_DIR / "COVERS").exists() for p in st.index.partitions())
+        for word in (sha, long_letters):
+            got = st.search(text=word)
+            assert [r["trace_id"] for r in got.rows] == ["08" * 16], word
