@@ -19,11 +19,12 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from aitrail.collector.grpc_server import TRACE_SERVICE
+from aitrail.collector.grpc_server import LOGS_SERVICE, TRACE_SERVICE
 from aitrail.collector.serve import Collector
 from aitrail.store.query import Store
 
 EXPORT = f"/{TRACE_SERVICE}/Export"
+EXPORT_LOGS = f"/{LOGS_SERVICE}/Export"
 PROTOBUF = "application/x-protobuf"
 JSON = "application/json"
 
@@ -98,13 +99,14 @@ class GrpcReply:
 
 def grpc_export(to: int | grpc.Channel, body: bytes,
                 metadata: Iterable[tuple[str, str]] = (),
-                compression: grpc.Compression | None = None) -> GrpcReply:
-    """One raw TraceService/Export call, the bytes going out exactly as given, over a channel
-    or a new one to a loopback port."""
+                compression: grpc.Compression | None = None,
+                method: str = EXPORT) -> GrpcReply:
+    """One raw TraceService/Export call (or `method`: EXPORT_LOGS), the bytes going out
+    exactly as given, over a channel or a new one to a loopback port."""
     if isinstance(to, int):
         with grpc.insecure_channel(f"127.0.0.1:{to}") as ch:
-            return grpc_export(ch, body, metadata, compression)
-    call = to.unary_unary(EXPORT, request_serializer=None, response_deserializer=None)
+            return grpc_export(ch, body, metadata, compression, method)
+    call = to.unary_unary(method, request_serializer=None, response_deserializer=None)
     try:
         resp, info = call.with_call(body, metadata=tuple(metadata), timeout=10,
                                     compression=compression)
