@@ -1,8 +1,9 @@
 """Pivots: from one value a span carries, every span that shares it.
 
 "Who else saw this document?", "what else ran under policy db-migrations v3?", "every call
-by this user / with this model / to this tool / from this prompt template". The kinds are an
-allow-list; the value is always a bound parameter.
+by this user / with this model / to this tool / from this prompt template", "where else did
+this leaked key appear" (a redaction fingerprint). The kinds are an allow-list; the value is
+always a bound parameter.
 """
 
 from __future__ import annotations
@@ -34,12 +35,15 @@ _COLUMN_PIVOTS = {
     "data_source": ("data source", "s.data_source = ?", 1),
     "reviewer": ("reviewer", "s.reviewer = ?", 1),
 }
-PIVOT_KINDS = (*_COLUMN_PIVOTS, "document", "document_content", "policy", "attribute")
+PIVOT_KINDS = (*_COLUMN_PIVOTS, "document", "document_content", "policy", "attribute",
+               "redaction")
 # Attribute keys that name a prompt template (OpenInference, OpenLLMetry, custom ones often
 # end in `template.id`/`template.name`): offered as pivots when a span carries them.
 _TEMPLATE_KEY = re.compile(r"(^|\.)(prompt_)?template(\.|$)", re.I)
 _SAFE_KEY = re.compile(r"^[A-Za-z0-9_.\-:/@]{1,200}$")
-
+_FINGERPRINT = re.compile(r"^[0-9a-f]{12}$")  # redaction.keys.FP_HEX digits
+# A redaction record (docs/redaction.md) as DuckDB reads it.
+_RECORD = """'[{"rule": "VARCHAR", "path": "VARCHAR", "fp": "VARCHAR"}]'"""
 
 @dataclass(frozen=True)
 class Pivot:
@@ -57,9 +61,25 @@ def _json(text: Any) -> Any:
         return None
 
 
+def redaction_entries(row: dict[str, Any]) -> list[dict[str, Any]]:
+    """The span's redaction record: [{rule, class, path, fp}], [] when nothing was masked."""
+    entries = _json(row.get("redactions"))
+    return [e for e in entries if isinstance(e, dict)] if isinstance(entries, list) else []
+
+
 def pivots_of(row: dict[str, Any]) -> list[Pivot]:
-    """Every value of one `spans` row that another span could share, most telling first."""
+    """Every value of one `spans` row that another span could share, most telling first: a
+    leaked secret before anything else."""
     out: list[Pivot] = []
+    rules: dict[str, list[str]] = {}
+    for e in redaction_entries(row):
+        fp = e.get("fp")
+        if isinstance(fp, str) and _FINGERPRINT.match(fp):
+            rules.setdefault(fp, [])
+            if e.get("rule") not in rules[fp]:
+                rules[fp].append(str(e.get("rule")))
+    for fp, names in rules.items():
+        out.append(Pivot("redaction", fp, f"secret {fp} ({', '.join(names)})"))
     docs = _json(row.get("documents"))
     for doc in docs if isinstance(docs, list) else ():
         if isinstance(doc, dict) and doc.get("id") is not None:
@@ -87,6 +107,13 @@ def pivots_of(row: dict[str, Any]) -> list[Pivot]:
         if _TEMPLATE_KEY.search(key) and isinstance(value, str | int) and _SAFE_KEY.match(key):
             out.append(Pivot("attribute", f"{key}={value}", f"template {key}={value}"))
     return out
+
+
+def _entries_for_fp(record: str) -> str:
+    """SQL: the entries of a redaction record (an expression) for one fingerprint (a bound
+    `?`), as "rule at path; ..."."""
+    return (f"array_to_string(list_transform(list_filter(from_json({record}, {_RECORD}), "
+            "lambda e: e.fp = ?), lambda e: e.rule || ' at ' || e.path), '; ')")
 
 
 def spans_sharing(store: Store, pivot: Pivot, limit: int = PIVOT_LIMIT) -> Result:
@@ -121,6 +148,21 @@ def spans_sharing(store: Store, pivot: Pivot, limit: int = PIVOT_LIMIT) -> Resul
         sql = (f"SELECT {_COLS}, NULL::VARCHAR AS detail FROM spans s "
                "WHERE json_extract_string(s.attributes, ?) = ?")
         params = [f'$."{key}"', value]
+    elif pivot.kind == "redaction":
+        if not _FINGERPRINT.match(pivot.value):
+            raise BadInput(f"{pivot.value!r} is not a redaction fingerprint (12 hex digits)")
+        # Spans whose record names the fingerprint, and spans whose log records' do (GenAI
+        # content sent as log records); `contains` skips the JSON of every other span.
+        own = _entries_for_fp("s.redactions")
+        logged = _entries_for_fp("""l.attributes->>'$."aitrail.redactions"'""")
+        sql = ("SELECT tenant, trace_id, span_id, start_time, service_name, name, ai_kind, "
+               "user_id, string_agg(detail, '; ') AS detail FROM ("
+               f"SELECT {_COLS}, {own} AS detail FROM spans s "
+               "WHERE contains(s.redactions::VARCHAR, ?) "
+               f"UNION ALL SELECT {_COLS}, 'log record: ' || {logged} AS detail "
+               "FROM logs l JOIN spans s USING (tenant, trace_id, span_id) "
+               "WHERE contains(l.attributes::VARCHAR, ?)) GROUP BY ALL")
+        params = [pivot.value] * 4
     else:
         raise BadInput(f"unknown pivot {pivot.kind!r}; use one of: {', '.join(PIVOT_KINDS)}")
     res = store._fetch(f"{sql} ORDER BY start_time DESC, trace_id, span_id LIMIT ?",

@@ -13,12 +13,14 @@ from textual.binding import Binding, BindingType
 from textual.containers import VerticalScroll
 from textual.widgets import Footer, Static
 
+from ..store.pivots import redaction_entries
 from . import marks
 from .base import StoreScreen
 
 AI_CALL_KINDS = ("llm", "embedding", "agent", "tool", "retrieval", "rerank", "guardrail",
                  "review", "change")
 REDACTION_MARKERS = ("[REDACTED", "<redacted", "***REDACTED")
+MAX_REDACTIONS_SHOWN = 40  # a resource's redactions repeat on each of its spans
 WIDTH = 100  # wrap width when the screen's is not known
 
 
@@ -104,7 +106,7 @@ def _heading(out: Text, title: str) -> None:
 
 
 def redactions(row: dict[str, Any]) -> list[str]:
-    """Where the span's stored text says something was redacted."""
+    """Columns whose stored text carries a redaction marker (ours, or another tool's)."""
     found = []
     for col in ("system_instructions", "input_messages", "output_messages", "documents",
                 "tool_arguments", "tool_result", "attributes"):
@@ -112,6 +114,27 @@ def redactions(row: dict[str, Any]) -> list[str]:
         if isinstance(v, str) and any(m.lower() in v.lower() for m in REDACTION_MARKERS):
             found.append(col)
     return found
+
+
+def _redactions(out: Text, row: dict[str, Any], width: int) -> None:
+    """What aitrail masked in this span (its `redactions` record), else the markers other
+    tools left in its text."""
+    entries = redaction_entries(row)
+    if not entries:
+        red = redactions(row)
+        out.append("  " + (f"redaction markers in: {', '.join(red)}" if red
+                           else "none recorded on this span") + "\n")
+        return
+    secrets = len({e.get("fp") for e in entries if e.get("fp")})
+    _wrap(out, f"{secrets} secret(s) masked in {len(entries)} place(s) · v: pivot on a "
+          "fingerprint to see where else it appeared", "  ", width, "dim")
+    for e in entries[:MAX_REDACTIONS_SHOWN]:
+        out.append(f"  {e.get('rule') or '?'}", "bold yellow")
+        out.append(f"  fp {e.get('fp') or '-'}\n")
+        _wrap(out, str(e.get("path") or "?"), "    ", width, "dim")
+    if len(entries) > MAX_REDACTIONS_SHOWN:
+        out.append(f"  … {len(entries) - MAX_REDACTIONS_SHOWN} more (r: raw columns)\n",
+                   "dim")
 
 
 def span_text(row: dict[str, Any], width: int = WIDTH) -> Text:
@@ -213,9 +236,7 @@ def span_text(row: dict[str, Any], width: int = WIDTH) -> Text:
         if r.get("change_url"):
             out.append(f"  {r['change_url']}\n")
     _heading(out, "redactions")
-    red = redactions(r)
-    out.append("  " + (f"redaction markers in: {', '.join(red)}" if red
-                       else "none recorded on this span") + "\n")
+    _redactions(out, r, width)
     out.append("\nr: raw attributes · v: pivot on a value · i: pin · n: note\n", "dim")
     return out
 

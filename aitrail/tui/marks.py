@@ -51,7 +51,7 @@ def span_mark(row: dict[str, Any]) -> tuple[str, str]:
 
 def span_tags(row: dict[str, Any], kind_tag: bool = True) -> list[tuple[str, str]]:
     """Short words after the span name, most urgent first (a narrow screen cuts the end):
-    verdict→enforced, ERROR, review, kind/model."""
+    verdict→enforced, ERROR, review, redacted, kind/model."""
     tags: list[tuple[str, str]] = []
     verdict = row.get("policy_verdict")
     if verdict:
@@ -66,6 +66,8 @@ def span_tags(row: dict[str, Any], kind_tag: bool = True) -> list[tuple[str, str
         if len(msg) > 28:  # the whole message is in the detail pane and the span view
             msg = msg[:27] + "…"
         tags.append((f"ERROR {msg}".strip(), "bold red"))
+    if row.get("redactions"):  # a secret was pasted here (masked before it was stored)
+        tags.append(("redacted", "yellow"))
     kind = row.get("ai_kind") if kind_tag else None
     if kind in ("llm", "embedding"):
         tags.append((f"{kind}:{row.get('response_model') or row.get('request_model') or '?'}",

@@ -92,9 +92,14 @@ class PivotScreen(StoreScreen):
         traces = len({r["trace_id"] for r in res.rows})
         users = sorted({r["user_id"] for r in res.rows if r.get("user_id")})
         more = " · more results — truncated" if res.truncated else ""
+        if self.pivot.kind == "redaction":
+            what = (f"{self.pivot.label} appeared in {traces} trace{'s' * (traces != 1)} "
+                    f"({len(res.rows)} spans)")
+        else:
+            what = f"{len(res.rows)} spans in {traces} traces share {self.pivot.label}"
         self.query_one("#title", Static).update(
-            f"{len(res.rows)} spans in {traces} traces share {self.pivot.label} · "
-            f"users: {', '.join(users) or 'none recorded'}{more} · Enter: trace, o: span")
+            f"{what} · users: {', '.join(users) or 'none recorded'}{more} · "
+            "Enter: trace, o: span")
 
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
         r = self.rows[int(str(event.row_key.value))]

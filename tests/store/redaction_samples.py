@@ -288,3 +288,50 @@ class Corpus:
 
     def texts(self, n: int) -> list[str]:
         return [self.text() for _ in range(n)]
+
+
+# -- a leak story: one key pasted into three traces ---------------------------------------------
+
+LEAK_TRACES = ("1e" * 16, "2e" * 16, "3e" * 16)  # the traces the GitHub token appears in
+OTHER_TRACE = "4e" * 16  # an AWS key, and nothing else
+
+
+def leak_story(seed: int = 3) -> tuple[dict, str, str]:
+    """An OTLP/JSON request (as `aitrail ingest` reads it) of four traces: a GitHub token
+    pasted into a chat prompt, then used in a `git push` URL by a tool, then dumped with the
+    environment by an agent; and an AWS key in a fourth trace. Returns (document, token,
+    AWS key)."""
+    f = Fakes(seed)
+    token, aws = f.github_pat(), f.aws_key_id()
+
+    def span(trace: str, n: int, name: str, attrs: dict[str, str]) -> dict:
+        start = 1_763_600_000_000_000_000 + int(trace[:2], 16) * 10**12 + n * 10**9
+        return {"traceId": trace, "spanId": f"{int(trace[:2], 16):02x}{n:014x}", "name": name,
+                "kind": 3, "startTimeUnixNano": str(start),
+                "endTimeUnixNano": str(start + 800_000_000),
+                "attributes": [{"key": k, "value": {"stringValue": v}} for k, v in attrs.items()]}
+
+    messages = json.dumps([{"role": "user", "parts": [{"type": "text", "content":
+                            f"CI fails with 403, my token is {token} - what is wrong?"}]}])
+    spans = [
+        span(LEAK_TRACES[0], 1, "chat gpt-4o", {
+            "gen_ai.operation.name": "chat", "gen_ai.request.model": "gpt-4o",
+            "gen_ai.input.messages": messages, "enduser.id": "dev-ana"}),
+        span(LEAK_TRACES[1], 1, "execute_tool git_push", {
+            "gen_ai.operation.name": "execute_tool", "gen_ai.tool.name": "git_push",
+            "gen_ai.tool.call.arguments": json.dumps(
+                {"remote": f"https://ci-bot:{token}@github.com/acme/app.git"}),
+            "enduser.id": "dev-ana"}),
+        span(LEAK_TRACES[2], 1, "invoke_agent env-doctor", {
+            "gen_ai.operation.name": "invoke_agent", "gen_ai.agent.name": "env-doctor",
+            "env.dump": f"HOME=/home/ci\nGITHUB_TOKEN={token}\nLANG=C.UTF-8"}),
+        span(OTHER_TRACE, 1, "chat gpt-4o", {
+            "gen_ai.operation.name": "chat", "gen_ai.request.model": "gpt-4o",
+            "gen_ai.input.messages": json.dumps([{"role": "user", "parts": [
+                {"type": "text", "content": f"is {aws} an access key?"}]}])}),
+    ]
+    doc = {"resourceSpans": [{
+        "resource": {"attributes": [{"key": "service.name",
+                                     "value": {"stringValue": "devhelper-bot"}}]},
+        "scopeSpans": [{"scope": {"name": "devhelper"}, "spans": spans}]}]}
+    return doc, token, aws

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import orjson
 import pytest
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 
 from aitrail.store.errors import BadInput
+from aitrail.store.ingest import Ingester
+from aitrail.store.pipeline import Limits, Pipeline
 from aitrail.store.pivots import Pivot, pivots_of, spans_sharing
 from aitrail.store.query import Store
+
+from .redaction_samples import LEAK_TRACES, OTHER_TRACE, leak_story
 
 
 @pytest.fixture()
@@ -61,3 +67,52 @@ def test_values_are_parameters_and_kinds_an_allow_list(store):
         spans_sharing(store, Pivot("status_code = 2 OR 1", "x", ""))
     with pytest.raises(BadInput):
         spans_sharing(store, Pivot("attribute", 'a") or (1=1', ""))
+
+
+@pytest.fixture()
+def leak_store(tmp_path):
+    """The leak story ingested from an OTLP/JSON file, and the token once more in a log
+    record of the fourth trace's span, received by a collector pipeline."""
+    doc, token, aws = leak_story()
+    (tmp_path / "leak.json").write_bytes(orjson.dumps(doc))
+    root = tmp_path / "store"
+    assert Ingester(root).add_files([tmp_path / "leak.json"]).ok
+    logs = ExportLogsServiceRequest()
+    rec = logs.resource_logs.add().scope_logs.add().log_records.add()
+    rec.trace_id, rec.span_id = bytes.fromhex(OTHER_TRACE), bytes.fromhex("4e" + "0" * 13 + "1")
+    rec.body.string_value = f"retrying the push with {token}"
+    p = Pipeline(root, "logs", limits=Limits(flush_interval_s=3600, compact_interval_s=0))
+    p.start()
+    try:
+        p.accept_logs(logs, "default")
+    finally:
+        p.stop()
+    with Store(root) as s:
+        yield s, token, aws
+
+
+def test_a_fingerprint_pivot_finds_every_trace_the_secret_appeared_in(leak_store):
+    store, token, _ = leak_store
+    chat = next(r for r in store.trace(LEAK_TRACES[0]).rows)
+    first = pivots_of(chat)[0]
+    assert first.kind == "redaction" and first.label == f"secret {first.value} (github-pat)"
+    res = spans_sharing(store, first)
+    assert {r["trace_id"] for r in res.rows} == {*LEAK_TRACES, OTHER_TRACE}
+    detail = {r["trace_id"]: r["detail"] for r in res.rows}
+    assert detail[LEAK_TRACES[0]] == (
+        "github-pat at attributes.gen_ai.input.messages[0].parts[0].content")
+    assert detail[OTHER_TRACE] == "log record: github-pat at body"
+    assert not any(token in str(v) for r in res.rows for v in r.values())
+    # the AWS key of the fourth trace is another fingerprint, found in that trace only
+    other = next(r for r in store.trace(OTHER_TRACE).rows)
+    (aws_pivot,) = [p for p in pivots_of(other) if p.kind == "redaction"]
+    assert aws_pivot.value != first.value and "aws-access-key-id" in aws_pivot.label
+    assert {r["trace_id"] for r in spans_sharing(store, aws_pivot).rows} == {OTHER_TRACE}
+
+
+def test_a_fingerprint_pivot_takes_only_a_fingerprint(leak_store):
+    store, _, _ = leak_store
+    for bad in ("", "x' OR '1'='1", "ABCDEF012345", "0123456789abc"):
+        with pytest.raises(BadInput, match="fingerprint"):
+            spans_sharing(store, Pivot("redaction", bad, ""))
+    assert spans_sharing(store, Pivot("redaction", "0" * 12, "")).rows == []
