@@ -15,9 +15,9 @@ Timed, single thread, best of --repeat (the machine is shared: read the ratios):
 - FLOOR hyperscan: one scan of every request with a single literal pattern.
 - SCAN only: the Redactor's first pass alone (every rule's prefilter in one hyperscan
   database, match ends reported): the detection floor the Python side adds to.
-- REDACT raw: Redactor.redact_traces(req, tenant, raw): what the pipeline calls when it has
-  the request's bytes (gRPC, HTTP protobuf, file ingest). Requests are parsed outside the
-  timer (the pipeline parses them anyway).
+- REDACT raw: Redactor.redact_traces(req, tenant, raw): the work of what the pipeline calls
+  when it has the request's bytes (redact_traces_raw: gRPC, HTTP protobuf, file ingest).
+  Requests are parsed outside the timer (the pipeline parses them anyway).
 - REDACT reserialized: the same without raw (OTLP/JSON): the request is serialized first.
 - INGEST on/off (--ingest): file ingest's one-process path (Ingester.add + flush, full
   normalization and Parquet) on MIXED, with the default policy and with no data class

@@ -387,8 +387,7 @@ class Pipeline:
         """Store a request durably; returns only after its WAL record is fsync'd. Raises
         Busy, DiskFull or Unavailable (all retryable) when it cannot."""
         self._check_can_accept(tenant)
-        if self._redact(self.redactor.redact_traces, req, tenant, raw):
-            raw = None  # the bytes received still hold what was masked
+        raw = self._redact(self.redactor.redact_traces_raw, req, tenant, raw)
         groups = [ss.spans for rs in req.resource_spans for ss in rs.scope_spans]
         return self._accept(req, tenant, raw, groups, TRACES, "span",
                             lambda sp: (p := _span_problem(sp)) and
@@ -398,17 +397,19 @@ class Pipeline:
                     raw: bytes | None = None) -> Accepted:
         """Like `accept`, for log records (`Accepted.spans` counts records)."""
         self._check_can_accept(tenant)
-        if self._redact(self.redactor.redact_logs, req, tenant, raw):
-            raw = None
+        raw = self._redact(self.redactor.redact_logs_raw, req, tenant, raw)
         groups = [sl.log_records for rl in req.resource_logs for sl in rl.scope_logs]
         return self._accept(req, tenant, raw, groups, LOGS, "log record", log_problem)
 
     @staticmethod
-    def _redact(redact: Callable[[Any, str, bytes | None], int], req: Any, tenant: str,
-                raw: bytes | None) -> int:
-        """Fail closed: a redactor error stores nothing and asks the exporter to retry."""
+    def _redact(redact: Callable[[Any, str, bytes], bytes | None], req: Any, tenant: str,
+                raw: bytes | None) -> bytes | None:
+        """Mask `req` in place; returns its bytes (as received, or serialized for the scan)
+        if they may still be written, None if `req` must be serialized again (they hold, or
+        may hold, what was masked). Fails closed: a redactor error stores nothing and asks
+        the exporter to retry."""
         try:
-            return redact(req, tenant, raw)
+            return redact(req, tenant, req.SerializeToString() if raw is None else raw)
         except RedactionError as e:
             raise Unavailable(str(e), retry_after_s=1.0) from None
 

@@ -22,6 +22,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from urllib.parse import quote, quote_plus
 
+import grpc
 import orjson
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -31,6 +32,8 @@ from opentelemetry.exporter.otlp.proto.grpc._log_exporter import OTLPLogExporter
 from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as GrpcSpans
 from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter as HttpLogs
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as HttpSpans
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.proto.trace.v1.trace_pb2 import Span
 from opentelemetry.sdk._logs.export import LogRecordExportResult
 from opentelemetry.sdk.trace.export import SpanExportResult
 
@@ -60,7 +63,7 @@ from .canary import (
     trace_request,
 )
 from .conftest import start_collector
-from .wire import JSON, http_post
+from .wire import JSON, grpc_export, http_post, new_span, stored_spans
 
 # Each way in gets its own secrets (its own seed), so a finding names the path that leaked.
 TRACE_WAYS = ("grpc-sdk", "aitrail-send", "http-protobuf", "http-json", "ingest", "ingest-jobs")
@@ -276,3 +279,36 @@ def test_with_redaction_off_the_same_scan_finds_every_secret(tmp_path):
                 indexed += 1
                 assert any(f.where.endswith(" index") for f in compacted.found(p)), p.rule
     assert indexed >= 15 * len(plants)  # the text index check is not vacuous
+
+
+def _field(number: int, payload: bytes) -> bytes:
+    """A length-delimited protobuf field."""
+    out, n = bytearray([number << 3 | 2]), len(payload)
+    while n > 0x7F:
+        out.append(n & 0x7F | 0x80)
+        n >>= 7
+    out.append(n)
+    return bytes(out) + payload
+
+
+def test_a_secret_in_a_field_that_parsing_overrides_never_reaches_the_wal(collector):
+    """A span sent as two pieces (protobuf merges them: the second's name wins) carries a
+    key only in its bytes: the collector must not store those bytes as received. (Found by
+    this canary: the WAL kept them when nothing was masked in the parsed request.)"""
+    plants = [p for p in corpus(77) if p.rule == "github-pat"]
+    hidden = Span(name=plants[0].text).SerializeToString()
+    spans = []
+    for way in ("grpc", "http"):
+        span = new_span(f"clean {way}")
+        spans.append(span.span_id.hex())
+        raw = _field(1, _field(2, _field(2, hidden + span.SerializeToString())))
+        assert ExportTraceServiceRequest.FromString(raw).resource_spans[0].scope_spans[0] \
+            .spans[0].name == f"clean {way}"
+        if way == "grpc":
+            assert grpc_export(collector.grpc_port, raw).code == grpc.StatusCode.OK
+        else:
+            assert http_post(collector.http_port, raw).status == 200
+    assert set(stored_spans(collector)) == set(spans)
+    collector.stop(grace_s=1)
+    scan = scan_store(collector.opts.store, plants)
+    assert "wal" in scan.kinds and not scan.findings, _describe(scan.findings)

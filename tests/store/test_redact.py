@@ -65,6 +65,13 @@ def trace_request(*span_attrs: dict[str, object], service: str = "checkout",
     return req
 
 
+def _field(number: int, payload: bytes) -> bytes:
+    """A length-delimited protobuf field (payloads under 16 KiB)."""
+    n = len(payload)
+    size = bytes([n]) if n < 0x80 else bytes([n & 0x7F | 0x80, n >> 7])
+    return bytes([number << 3 | 2]) + size + payload
+
+
 def spans(req: ExportTraceServiceRequest) -> list:
     return list(req.resource_spans[0].scope_spans[0].spans)
 
@@ -122,6 +129,32 @@ def test_raw_bytes_and_reserialized_request_give_the_same_result(redactor):
     assert redactor.redact_traces(a, "default", raw) == redactor.redact_traces(b, "default") == 2
     assert a == b
 
+
+def test_the_bytes_received_are_kept_only_when_nothing_in_them_looked_like_a_secret(redactor):
+    clean = trace_request({"k": "clean"})
+    raw = clean.SerializeToString()
+    assert redactor.redact_traces_raw(clean, "default", raw) is raw
+    masked = trace_request({"k": AWS})
+    assert redactor.redact_traces_raw(masked, "default", masked.SerializeToString()) is None
+    # A span sent in two pieces: parsing keeps the second name, the bytes hold the first.
+    sp, = spans(trace_request({"k": "clean"}))
+    piece = type(sp)(name=f"deploy with {GH}").SerializeToString()
+    raw = _field(1, _field(2, _field(2, piece + sp.SerializeToString())))
+    parsed = ExportTraceServiceRequest.FromString(raw)
+    assert spans(parsed)[0].name == sp.name and GH.encode() in raw
+    assert redactor.redact_traces_raw(parsed, "default", raw) is None  # serialize again
+    assert parsed == ExportTraceServiceRequest.FromString(raw)  # nothing to mask in it
+    logs = ExportLogsServiceRequest()
+    logs.resource_logs.add().scope_logs.add().log_records.add().body.string_value = "ok"
+    raw = logs.SerializeToString()
+    assert redactor.redact_logs_raw(logs, "default", raw) is raw
+
+
+def test_bytes_that_lost_a_dropped_attribute_are_not_kept(tmp_path):
+    red = Redactor(tmp_path, policy('[redaction]\ndrop = ["*"]'))
+    req = trace_request({"prompt": "nothing secret, but not to be kept"})
+    assert red.redact_traces_raw(req, "t", req.SerializeToString()) is None
+    assert [a.key for a in spans(req)[0].attributes] == [RESERVED_KEY]
 
 def test_same_secret_same_fingerprint_and_only_the_secret_changes(redactor):
     req = trace_request({"a": f"key {AWS}"}, {"b": f"{AWS} again"})

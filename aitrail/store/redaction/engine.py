@@ -95,14 +95,33 @@ class Redactor:
                       raw: bytes | None = None) -> int:
         """Mask secrets in `req` in place; returns the number of redactions. `raw`, if given,
         must be the exact bytes `req` was parsed from (saves re-serializing it)."""
-        return self._guarded(req, tenant, raw, _TRACES)
+        return self._guarded(req, tenant, raw, _TRACES)[0]
 
     def redact_logs(self, req: ExportLogsServiceRequest, tenant: str,
                     raw: bytes | None = None) -> int:
         """Like redact_traces, for log records (bodies and attributes)."""
-        return self._guarded(req, tenant, raw, _LOGS)
+        return self._guarded(req, tenant, raw, _LOGS)[0]
 
-    def _guarded(self, req: Any, tenant: str, raw: bytes | None, shape: _Shape) -> int:
+    def redact_traces_raw(self, req: ExportTraceServiceRequest, tenant: str,
+                          raw: bytes) -> bytes | None:
+        """Like redact_traces, for a caller that stores the bytes it received instead of
+        serializing `req` again: returns `raw` if it may still be stored, or None if `req`
+        must be serialized (something was masked, or looked like a secret).
+
+        Bytes that looked like a secret but were not masked need not be in `req` at all: a
+        field sent twice keeps only its last value when parsed, and the first may hold a
+        secret that only the received bytes still carry."""
+        _, clean = self._guarded(req, tenant, raw, _TRACES)
+        return raw if clean else None
+
+    def redact_logs_raw(self, req: ExportLogsServiceRequest, tenant: str,
+                        raw: bytes) -> bytes | None:
+        """Like redact_traces_raw, for log records."""
+        _, clean = self._guarded(req, tenant, raw, _LOGS)
+        return raw if clean else None
+
+    def _guarded(self, req: Any, tenant: str, raw: bytes | None,
+                 shape: _Shape) -> tuple[int, bool]:
         try:
             return self._redact(req, tenant, raw, shape)
         except RedactionError:
@@ -140,11 +159,15 @@ class Redactor:
                 out.setdefault(spans[n][0], set()).add(pattern_id)
         return out
 
-    def _redact(self, req: Any, tenant: str, raw: bytes | None, shape: _Shape) -> int:
+    def _redact(self, req: Any, tenant: str, raw: bytes | None,
+                shape: _Shape) -> tuple[int, bool]:
+        """(redactions, whether the request's bytes may still be stored: nothing masked and
+        no rule's prefilter hit them)."""
         data = raw if raw is not None else req.SerializeToString()
         cand = self._candidates(data)
         if cand == {}:
-            return 0
+            return 0, True
+        clean = cand is not None and not any(cand.values())  # only walks forced by the policy
         everything = set(range(len(self._rules) + 1))
         total = 0
         if cand is None or ("q",) in cand:
@@ -193,7 +216,7 @@ class Redactor:
                         kv = item.attributes.add(key=RESERVED_KEY)
                         kv.value.string_value = orjson.dumps(inherited + own).decode()
             total += len(shared)
-        return total
+        return total, clean and not total
 
     def _walk(self, ids: set[int], eff: Effective) -> Walk:
         return Walk(self._key, self._rules, self._sensitive_id, ids, eff)
