@@ -1,9 +1,10 @@
 """The redaction canary (issue 5): realistic fake secrets of every rule class, planted in span
 names, status messages, span, event, link and resource attributes, GenAI message JSON and log
 bodies, sent through every way into a store: the OpenTelemetry SDK's gRPC and HTTP/protobuf
-exporters, `aitrail send`, OTLP/JSON POSTs, and `aitrail ingest` (in process and in worker
-processes). After a graceful stop, and again after compaction, not one byte of the store
-directory holds any of them in any form; and every one is accounted for in a redaction record.
+exporters, `aitrail send`, OTLP/JSON POSTs, and `aitrail ingest` (OTLP/JSON in process,
+gzip'd protobuf in worker processes). After a graceful stop, and again after compaction, not
+one byte of the store directory holds any of them in any form; and every one is accounted for
+in a redaction record.
 
 A control store with redaction switched off receives a corpus the same way: the same scan
 finds every secret there (in the WAL, inside the compressed Parquet pages, in the text
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import gzip
 import json
 import logging
 import os
@@ -122,12 +124,13 @@ def _send_everything(c: Collector, plants: dict[str, list[Plant]], tmp: Path) ->
 
 def _ingest_files(root: Path, config_path: Path, plants: dict[str, list[Plant]],
                   tmp: Path) -> None:
-    """`aitrail ingest` in worker processes, and the Ingester in this process."""
-    files = {}
-    for way in ("ingest", "ingest-jobs"):
-        files[way] = tmp / f"{way}.jsonl"
-        files[way].write_bytes(request_to_json(trace_request(plants[way], f"canary-{way}"))
-                               + b"\n")
+    """`aitrail ingest` of a gzip'd protobuf file in worker processes, and the Ingester of
+    an OTLP/JSON file in this process."""
+    files = {"ingest": tmp / "ingest.jsonl", "ingest-jobs": tmp / "ingest-jobs.pb.gz"}
+    files["ingest"].write_bytes(
+        request_to_json(trace_request(plants["ingest"], "canary-ingest")) + b"\n")
+    files["ingest-jobs"].write_bytes(gzip.compress(
+        trace_request(plants["ingest-jobs"], "canary-ingest-jobs").SerializeToString()))
     assert main(["--store", str(root), "--config", str(config_path), "ingest", "--jobs", "2",
                  str(files["ingest-jobs"])]) == 0
     report = Ingester(root, redaction=load_config(config_path).redaction).add_files(
