@@ -115,15 +115,16 @@ def _iso(ns: int | None) -> str | None:
 
 
 def _remove(root: Path, path: Path) -> None:
-    """Unlink a data file and what derives from it; drop its directories once empty. Under
+    """Unlink a data file and what derives from it (first: a crash never leaves a sidecar
+    or text index without its file), then its directories once empty. Idempotent. Under
     the exclusive publish lock: writers create partition directories under the shared one."""
     part = path.parent
-    covered = text_index.TextIndexes().covered(part) == path.name
-    path.unlink(missing_ok=True)
     sidecar_path(path).unlink(missing_ok=True)
-    if covered:
+    if text_index.TextIndexes().covered(part) == path.name:
         shutil.rmtree(part / text_index.TEXT_DIR, ignore_errors=True)
-    fsync_dir(part)
+    path.unlink(missing_ok=True)
+    if part.is_dir():
+        fsync_dir(part)
     for d in (part, part.parent):  # hour=, then date=
         try:
             d.rmdir()
@@ -135,20 +136,23 @@ def _remove(root: Path, path: Path) -> None:
 def complete_interrupted(root: Path) -> int:
     """Delete the files whose tombstone was logged by a run that crashed before it unlinked
     them (same bytes as logged); returns how many. Reads the log backwards only as far as
-    the newest retirement that took effect: a run unlinks in log order."""
+    the newest retirement whose file is gone (a run unlinks in log order), and tidies that
+    one too (its directories, if the crash came before they were removed)."""
     root = Path(root)
     todo = []
+    last_done = None
     for e in leaf_log(root, RETENTION_LOG).entries_from_end():
         if e.get("kind") != "retire":
             continue
         path = root / e["path"]
         if not path.exists():
+            last_done = path
             break
         if file_sha256(path)[0] == e.get("sha256"):
             todo.append(path)
-    if todo:
+    if todo or (last_done is not None and last_done.parent.is_dir()):
         with publish_lock(root, exclusive=True):
-            for path in todo:
+            for path in [*todo, *([last_done] if last_done else [])]:
                 _remove(root, path)
     return len(todo)
 
