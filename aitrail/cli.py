@@ -274,9 +274,13 @@ def build_parser() -> argparse.ArgumentParser:
         "write the store cannot (a ticket, another host, WORM storage), and later run "
         "`aitrail verify --anchor FILE`. Collectors sign their own logs every 30 s and on "
         "shutdown.")
-    s.add_argument("action", nargs="?", choices=("sign", "export"), default="sign",
+    s.add_argument("action", nargs="?", choices=("sign", "export", "adopt"), default="sign",
                    help="sign (default): write <store>/_integrity/checkpoint; export: the same, "
-                   "then copy it to --out")
+                   "then copy it to --out; adopt: enter every data file no log records (a "
+                   "store written before integrity, which verify reports as `inserted`) in "
+                   "the `adopt` log, then sign")
+    s.add_argument("--dry-run", action="store_true",
+                   help="with adopt: list the files it would enter, change nothing")
     s.add_argument("--out", type=Path, metavar="FILE",
                    help="with export: write the checkpoint here (default: standard output)")
     return p
@@ -625,6 +629,15 @@ def cmd_checkpoint(args, root: Path, _config) -> int:
 
     if not root.is_dir():
         raise NotFound(f"no store at {root}")
+    if args.action == "adopt":
+        from .store.integrity.publish import adopt_unlogged
+
+        paths = adopt_unlogged(root, dry_run=args.dry_run)
+        for p in paths:
+            print(f"{'would adopt' if args.dry_run else 'adopted'} {p}")
+        print(f"{len(paths)} unlogged file(s) {'to adopt' if args.dry_run else 'adopted'}")
+        if args.dry_run or not paths:
+            return EXIT_OK
     path, cp = store_checkpoint(root)
     if args.action == "export":
         if args.out is None:

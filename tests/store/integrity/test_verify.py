@@ -370,3 +370,22 @@ def test_a_store_made_again_at_the_same_path_gets_a_fresh_chain_and_key(tmp_path
     assert keys.public_key(root) != first_key
     report = verify_store(root)
     assert report.ok and not report.findings, [f.to_dict() for f in report.findings]
+
+
+def test_adopt_enters_a_pre_integrity_store_in_the_log(base_stores, tmp_path, capsys):
+    root = copy_store(base_stores["plain"], tmp_path / "s")
+    shutil.rmtree(root / "_integrity")  # as a store written before integrity existed
+    report = verify_store(root)
+    assert report.classes() == {"inserted"} and len(report.problems) == len(_files(root))
+    assert main(["--store", str(root), "checkpoint", "adopt", "--dry-run"]) == 0
+    assert verify_store(root).classes() == {"inserted"}
+    assert main(["--store", str(root), "checkpoint", "adopt"]) == 0
+    assert f"{len(_files(root))} unlogged file(s) adopted" in capsys.readouterr().out
+    report = verify_store(root)
+    assert report.ok and not report.findings and report.files == len(_files(root))
+    entries = [orjson.loads(x) for x in _lines(root / "_integrity" / "adopt" / "log")]
+    assert all(e["adopted"] for e in entries)
+    # Adopted files are then guarded like any other.
+    f = _files(root)[0]
+    f.write_bytes(f.read_bytes()[:-1] + bytes([f.read_bytes()[-1] ^ 1]))
+    assert verify_store(root).classes() == {"modified"}
