@@ -589,8 +589,11 @@ def cmd_retention(args, root: Path, config) -> int:
 
 def cmd_hold(args, root: Path, _config) -> int:
     from .store.retention.holds import add_hold, read_holds, remove_hold
+    from .store.errors import NotFound
     from .store.workspace import current_user
 
+    if not root.is_dir():
+        raise NotFound(f"no store at {root}")
     if args.action == "list":
         holds = [h for h in read_holds(root) if args.all or h.active]
         rows = [{"id": h.id, "active": h.active, "selects": h.describe(),
