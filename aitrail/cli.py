@@ -588,8 +588,8 @@ def cmd_retention(args, root: Path, config) -> int:
 
 
 def cmd_hold(args, root: Path, _config) -> int:
-    from .store.retention.holds import add_hold, read_holds, remove_hold
     from .store.errors import NotFound
+    from .store.retention.holds import add_hold, read_holds, remove_hold
     from .store.workspace import current_user
 
     if not root.is_dir():
