@@ -131,7 +131,11 @@ def _source(root: Path, rel: str, digests: list[bytes],
 
 def _read(path: Path) -> pa.Table:
     # ParquetFile, not pq.read_table: no hive partition columns inferred from the path.
-    return pq.ParquetFile(path).read()
+    try:
+        return pq.ParquetFile(path).read()
+    except (pa.ArrowException, OSError) as e:
+        raise StoreError(f"{path}: cannot be read ({e}); run `aitrail verify` (nothing "
+                         "exported)") from None
 
 
 def _take(root: Path, rel: str, wanted: pa.Array, entries: dict, out: Collected,

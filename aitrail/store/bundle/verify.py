@@ -192,7 +192,8 @@ def _check_sources(manifest: dict, cp: keys.Checkpoint, report: BundleReport
             proof = [bytes.fromhex(h) for h in s["proof"]]
             if entry.get("kind") not in ("add", "replace") or entry.get("rows_digest") != \
                     row_mod.VERSION or not isinstance(entry.get("path"), str) or \
-                    not isinstance(entry.get("rows"), int) or not isinstance(index, int):
+                    not isinstance(entry.get("rows"), int) or not isinstance(index, int) or \
+                    s.get("path") != entry["path"]:
                 raise ValueError("not an add/replace entry with v1 row digests")
             entry["_root"] = bytes.fromhex(entry["rows_root"])
         except (KeyError, TypeError, ValueError, AttributeError, orjson.JSONDecodeError) as e:
@@ -280,6 +281,10 @@ def verify_files(files: dict[str, bytes], pinned: str | None = None) -> BundleRe
     report.exported_by, report.exported_at = manifest.get("exported_by"), manifest.get(
         "exported_at")
     report.selection = manifest.get("selection")
+    if manifest.get("origin") != cp.origin or manifest.get("row_digest") != row_mod.VERSION:
+        report.add("manifest_corrupt", MANIFEST, f"origin {manifest.get('origin')}, row digests "
+                   f"{manifest.get('row_digest')}; the checkpoint is of {cp.origin}, this "
+                   f"verifier reads row digests {row_mod.VERSION}")
     if manifest.get("key_fingerprint") != cp.fingerprint:
         report.add("key_mismatch", MANIFEST, f"names {manifest.get('key_fingerprint')}; the "
                    f"checkpoint is signed by {cp.fingerprint}")
@@ -305,7 +310,15 @@ def verify_files(files: dict[str, bytes], pinned: str | None = None) -> BundleRe
                                         table.column("trace_id").to_pylist(), strict=True)))
         else:
             report.logs = table.num_rows
-    if spans is not None and trace_lines(spans) != files.get(TRACES_JSONL):
-        report.add("otlp_mismatch", TRACES_JSONL, f"differs from the OTLP/JSON of {SPANS}")
+    if spans is not None:
+        try:
+            same = trace_lines(spans) == files.get(TRACES_JSONL)
+        except (ValueError, TypeError, KeyError, AttributeError, OverflowError) as e:
+            # Rows changed into something that is not even encodable (reported above too).
+            same, why = False, f"the rows of {SPANS} do not encode to OTLP: {e}"
+        else:
+            why = f"differs from the OTLP/JSON of {SPANS}"
+        if not same:
+            report.add("otlp_mismatch", TRACES_JSONL, why)
     report.seconds = time.perf_counter() - t0
     return report
