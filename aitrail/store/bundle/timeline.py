@@ -253,7 +253,8 @@ def _summary(rows: list[dict[str, Any]]) -> list[str]:
         out.append(f"- **Change:** {', '.join(changes) or '?'}"
                    + (f" on {', '.join(f'`{t}`' for t in targets)}" if targets else ""))
     if verdicts:
-        out.append("- **Policy:** " + " Then: ".join(v.removesuffix(".") + "." for v in verdicts))
+        out.append("- **Policy verdicts:** " + " Then ".join(
+            v.removeprefix("Policy ").removesuffix(".") + "." for v in verdicts))
     out.append(f"- **Review:** {'; '.join(reviews.values()) or 'none recorded'}")
     out.append("- **Outcome:** "
                + ("failed: " + "; ".join(errors) if errors else "no errors recorded"))

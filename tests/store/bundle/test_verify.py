@@ -289,3 +289,14 @@ def test_offline_verifier_runs_without_duckdb(all_bundle: Path, pin: str,
                                                        "HOME": str(tmp_path)})
     assert done.returncode == 0, done.stdout + done.stderr
     assert "OK: " in done.stdout
+
+
+def test_the_by_hand_check_in_the_docs_proves_a_span_with_hashlib_alone(bundle, monkeypatch):
+    doc = (Path(__file__).resolve().parents[3] / "docs" / "bundles.md").read_text()
+    code = doc.split("```python\n", 1)[1].split("```", 1)[0]
+    cp = keys.parse_checkpoint((bundle / CHECKPOINT).read_bytes())
+    size, root = next(iter(cp.logs.values()))
+    monkeypatch.chdir(bundle)
+    scope = {"SIZE": size}
+    exec(compile(code, "docs/bundles.md", "exec"), scope)
+    assert scope["log_root"] == root
