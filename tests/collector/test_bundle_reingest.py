@@ -71,3 +71,55 @@ def test_bundle_otlp_lines_parse_and_re_ingest_over_grpc_unchanged(tmp_path: Pat
             json.loads(line)["resourceSpans"][0]["scopeSpans"][0]["spans"][0]["traceId"])))
             for line in lines]
     assert again == lines
+
+
+def test_log_records_travel_with_their_trace_and_still_join_after_import(tmp_path: Path):
+    """GenAI content sent as log records (a collector's `logs` dataset) is exported with its
+    trace, proven like spans, and after import still fills the span's messages."""
+    from opentelemetry.exporter.otlp.proto.grpc._log_exporter import OTLPLogExporter
+    from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+    from opentelemetry.sdk._logs import LoggerProvider
+    from opentelemetry.sdk._logs.export import SimpleLogRecordProcessor
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+
+    from aitrail.store.bundle.import_ import import_bundle
+    from aitrail.store.bundle.verify import verify_bundle
+    from aitrail.store.integrity.verify import verify_store
+
+    source = tmp_path / "source"
+    collector = start_collector(source)
+    try:
+        resource = Resource.create({"service.name": "reply-drafter"})
+        lp = LoggerProvider(resource=resource)
+        lp.add_log_record_processor(SimpleLogRecordProcessor(OTLPLogExporter(
+            endpoint=f"127.0.0.1:{collector.grpc_port}", insecure=True)))
+        tp = TracerProvider(resource=resource)
+        tp.add_span_processor(SimpleSpanProcessor(OTLPSpanExporter(
+            endpoint=f"127.0.0.1:{collector.grpc_port}", insecure=True)))
+        with tp.get_tracer("acme").start_as_current_span("chat gpt-4o") as span:
+            span.set_attributes({"gen_ai.operation.name": "chat", "gen_ai.system": "openai",
+                                 "gen_ai.request.model": "gpt-4o"})
+            lp.get_logger("acme").emit(event_name="gen_ai.user.message",
+                                       body={"content": "Where is my refund?"})
+            tid = format(span.get_span_context().trace_id, "032x")
+        lp.shutdown()
+        tp.shutdown()
+        collector.pipeline.flush()
+    finally:
+        collector.stop(grace_s=1)
+    with Store(source) as st:
+        bundle = export(st, Workspace(source, "t"), Selection("trace", [tid]),
+                        tmp_path / "b.tar.gz").path
+        before = st.sql("select input_messages from spans").rows
+        logs_before = st.sql("select * from logs").rows
+    report = verify_bundle(bundle)
+    assert report.ok and (report.spans, report.logs) == (1, 1)
+    target = tmp_path / "target"
+    assert import_bundle(target, bundle).log_records == 1
+    with Store(target) as st:
+        assert st.sql("select input_messages from spans").rows == before
+        assert "Where is my refund?" in before[0]["input_messages"]
+        assert st.sql("select * from logs").rows == logs_before
+    assert verify_store(target).ok

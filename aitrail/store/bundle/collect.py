@@ -171,11 +171,15 @@ def collect(store: Store, traces: list[tuple[str | None, str]],
     entries = _entries(root)
     by_file: dict[str, set[bytes]] = {}
     found: set[tuple[str, str]] = set()
+    listings: dict[str | None, list] = {}  # one listing per tenant, not one per trace
     for tenant, tid in traces:
         raw = bytes.fromhex(tid)
-        for path, _ids in store.index.locate(raw, tenant):
-            rel = path.relative_to(root).as_posix()
-            by_file.setdefault(rel, set()).add(raw)
+        if tenant not in listings:
+            listings[tenant] = [f for part in store.index.partitions(tenant)
+                                for f in part.files]
+        for path, ids in listings[tenant]:
+            if ids is None or raw in ids:  # no sidecar: the file is read and filtered
+                by_file.setdefault(path.relative_to(root).as_posix(), set()).add(raw)
     out = Collected()
     files = sorted(by_file)
     for n, rel in enumerate(files, start=1):

@@ -155,7 +155,8 @@ def build(store: Store, workspace: Workspace, selection: Selection,
         files[LOGS] = _parquet(logs)
     if progress:
         progress("writing the timeline", 0, 1)
-    view_rows = [r for tenant, tid in got.traces for r in store.trace(tid, tenant).rows]
+    # The `spans` view over the collected rows, in one query (per trace: ~15 ms each).
+    view_rows = store._trace_view(spans).rows
     files[TIMELINE] = timeline.render(view_rows, timeline_notes(workspace, selection,
                                                                 got.traces),
                                       selection.describe()).encode()

@@ -99,3 +99,21 @@ def test_export_help_teaches_the_layout(capsys):
     for word in ("spans.parquet", "traces.otlp.jsonl", "timeline.md", "manifest.json",
                  "--incident", "aitrail verify"):
         assert word in text
+
+
+def test_spans_stay_provable_after_compaction_merges_their_files(store, tmp_path):
+    from datetime import UTC, datetime
+
+    from aitrail.store.bundle.import_ import import_bundle
+    from aitrail.store.compact import compact_store
+
+    before = make_bundle(store, tmp_path / "before", Selection("change", [CHANGE]))
+    report = compact_store(store, now=datetime(2027, 1, 1, tzinfo=UTC), grace_s=0)
+    assert report.partitions >= 1
+    after = make_bundle(store, tmp_path / "after", Selection("change", [CHANGE]))
+    manifest = orjson.loads((after / "manifest.json").read_bytes())
+    assert {s["log"] for s in manifest["sources"]} == {"compact"}
+    assert verify_bundle(before).ok and verify_bundle(after).ok
+    target = tmp_path / "target"
+    assert import_bundle(target, before).spans == 23
+    assert import_bundle(target, after).spans == 0  # the same rows: same digests
