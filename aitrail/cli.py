@@ -212,8 +212,10 @@ def build_parser() -> argparse.ArgumentParser:
         "replacement_invalid, log_corrupt, log_chain, log_truncated, log_rewritten, "
         "log_missing, rollback, checkpoint_corrupt, checkpoint_signature, checkpoint_key, "
         "checkpoint_origin. Notes (in_flight, publish_interrupted, compaction_interrupted, "
-        "torn_tail) are crash leftovers that lose nothing. Exit code 0: verified; 1: problems "
-        "found; 2: the anchor cannot be read; 3: no store there. "
+        "torn_tail, retirement_interrupted) are crash leftovers that lose nothing. Files "
+        "retired under the retention policy have a tombstone and are counted, not missing. "
+        "Exit code 0: verified; 1: problems found; 2: the anchor cannot be read; 3: no store "
+        "there. "
         "Given a bundle (a .tar.gz or a directory with manifest.json, from `aitrail export`), "
         "checks it offline instead: no store and no DuckDB needed (docs/bundles.md); exit "
         "code 0: verified, 1: problems, 2: unreadable or bad --key.")
@@ -232,6 +234,51 @@ def build_parser() -> argparse.ArgumentParser:
     _add_format(s)
 
     s = sub.add_parser(
+        "retention", help="retire data past its tenant's retention (spares held data)",
+        description="Apply aitrail.toml's [retention] policy (docs/retention.md): every "
+        "data file whose rows are all older than their tenant's retention_days, and that no "
+        "legal hold touches, is retired: a tombstone (file hash, policy, holds considered) is "
+        "logged in the store's integrity log, then the file is deleted, so `aitrail verify` "
+        "tells it from a missing file. A file with one held row is kept whole. The policy "
+        "in force is recorded in the store; in compliance mode a later policy may only keep "
+        "data longer (a shorter one is refused, exit code 2). `aitrail serve` applies it "
+        "every [retention] interval seconds. Exit code 0: done; 1: an unreadable file was kept "
+        "(named; run `aitrail verify`); 2: no policy, or refused.")
+    s.add_argument("action", choices=("apply",), help="apply: retire what is due now")
+    s.add_argument("--dry-run", action="store_true",
+                   help="list what would be retired and what holds keep; change nothing")
+    _add_format(s)
+
+    s = sub.add_parser(
+        "hold", help="legal holds: keep data from retention whatever its age",
+        description="Place, remove or list legal holds (docs/retention.md). A hold selects "
+        "traces by id, by change id, by an incident of the TUI workspace (its pinned traces), "
+        "or a service over a time range; a change or incident hold also covers traces added "
+        "to it later. Held data stays where it is and searchable; retention keeps every file "
+        "holding one held row. Placing and removing are logged in the store's integrity log "
+        "(who, when, why) before they take effect.",
+        epilog="examples:\n  aitrail hold add --incident 'INC-2291 billing lock' --reason "
+        "'postmortem'\n  aitrail hold add --service billing-agent --since 2026-11-01 "
+        "--until 2026-11-08 --id lit-7\n  aitrail hold list\n  aitrail hold remove lit-7 "
+        "--reason 'matter closed'", formatter_class=argparse.RawDescriptionHelpFormatter)
+    s.add_argument("action", choices=("add", "remove", "list"))
+    s.add_argument("hold_id", nargs="?", metavar="ID", help="remove: the hold to remove")
+    s.add_argument("--trace", action="append", metavar="TRACE_ID",
+                   help="add: hold this trace (repeatable)")
+    s.add_argument("--change", metavar="CHANGE_ID", help="add: hold every trace of a change")
+    s.add_argument("--incident", metavar="NAME",
+                   help="add: hold the traces pinned to an incident")
+    s.add_argument("--service", help="add: hold a service's data (with --since/--until)")
+    s.add_argument("--since", type=_parse_time, help="add --service: from (ISO or age)")
+    s.add_argument("--until", type=_parse_time, help="add --service: until (ISO or age)")
+    s.add_argument("--tenant", help="add: only this tenant's data (default: every tenant)")
+    s.add_argument("--id", dest="new_id", metavar="ID",
+                   help="add: name the hold (default hold-N), e.g. a matter number")
+    s.add_argument("--reason", default="", help="why (recorded with the hold or removal)")
+    s.add_argument("--all", action="store_true", help="list: removed holds too")
+    _add_format(s)
+
+    s = sub.add_parser(
         "checkpoint", help="sign the integrity logs' heads; export one to anchor elsewhere",
         description="Sign a checkpoint of every integrity log of the store (its size and "
         "RFC 6962 root) with the store's Ed25519 key, and print the key's fingerprint. "
@@ -239,9 +286,13 @@ def build_parser() -> argparse.ArgumentParser:
         "write the store cannot (a ticket, another host, WORM storage), and later run "
         "`aitrail verify --anchor FILE`. Collectors sign their own logs every 30 s and on "
         "shutdown.")
-    s.add_argument("action", nargs="?", choices=("sign", "export"), default="sign",
+    s.add_argument("action", nargs="?", choices=("sign", "export", "adopt"), default="sign",
                    help="sign (default): write <store>/_integrity/checkpoint; export: the same, "
-                   "then copy it to --out")
+                   "then copy it to --out; adopt: enter every data file no log records (a "
+                   "store written before integrity, which verify reports as `inserted`) in "
+                   "the `adopt` log, then sign")
+    s.add_argument("--dry-run", action="store_true",
+                   help="with adopt: list the files it would enter, change nothing")
     s.add_argument("--out", type=Path, metavar="FILE",
                    help="with export: write the checkpoint here (default: standard output)")
     return p
@@ -511,6 +562,9 @@ def cmd_verify(args, root: Path, _config) -> int:
               f"{report.logs} logs ({report.entries} entries), {report.checkpoints} "
               f"checkpoints{' and the anchor' if anchor is not None else ''}, "
               f"in {report.seconds:.1f} s")
+        if report.retired:
+            print(f"{report.retired} files retired under the retention policy "
+                  "(tombstones logged; not missing)")
         print(f"store key: {report.fingerprint or 'none'}")
     return EXIT_OK if report.ok else EXIT_REJECTED
 
@@ -682,12 +736,99 @@ def cmd_import(args, root: Path, _config) -> int:
     return EXIT_OK
 
 
+def cmd_retention(args, root: Path, config) -> int:
+    from .store.retention.apply import apply_retention
+    from .store.retention.policy import RetentionRefused
+
+    if config.retention is None:
+        _err("no retention policy: add a [retention] section to aitrail.toml "
+             "(docs/retention.md); without one, data is kept forever")
+        return EXIT_USAGE
+    show = _progress(sys.stderr.isatty())
+    try:
+        report = apply_retention(
+            root, config.retention, dry_run=args.dry_run,
+            progress=(lambda i, n: show(f"retention: {i}/{n} files checked")) if show else None)
+    except RetentionRefused as e:
+        _err(str(e))
+        return EXIT_USAGE
+    finally:
+        if show:
+            sys.stderr.write("\r\x1b[2K")
+    if args.format == "json":
+        print(to_json(report.to_dict()))
+        return EXIT_REJECTED if report.skipped else EXIT_OK
+    verb = "would retire" if args.dry_run else "retired"
+    for v in report.retired:
+        print(f"{verb} {v.path}  ({v.rows} rows, newest {v.newest})")
+    for v in report.held:
+        print(f"kept    {v.path}  held by {', '.join(v.holds)}")
+    for line in report.skipped:
+        _err(f"skipped {line}")
+    d = report.to_dict()
+    print(f"{verb} {len(report.retired)} files ({d['retired_rows']} rows, "
+          f"{d['retired_bytes'] / 2**20:.1f} MiB); {len(report.held)} past retention kept by "
+          f"{len(report.active_holds)} active hold(s); policy: {report.policy}"
+          + (" (newly recorded)" if report.policy_recorded and not args.dry_run else "")
+          + (f"; finished {report.completed} interrupted retirement(s)"
+             if report.completed else ""))
+    return EXIT_REJECTED if report.skipped else EXIT_OK
+
+
+def cmd_hold(args, root: Path, _config) -> int:
+    from .store.errors import NotFound
+    from .store.retention.holds import add_hold, read_holds, remove_hold
+    from .store.workspace import current_user
+
+    if not root.is_dir():
+        raise NotFound(f"no store at {root}")
+    if args.action == "list":
+        holds = [h for h in read_holds(root) if args.all or h.active]
+        rows = [{"id": h.id, "active": h.active, "selects": h.describe(),
+                 "traces": len(h.trace_ids), "placed": h.to_dict()["placed"], "by": h.user,
+                 "reason": h.reason} for h in holds]
+        if args.format == "json":
+            print(to_json([h.to_dict() for h in holds]))
+        else:
+            print_rows(["id", "active", "selects", "traces", "placed", "by", "reason"],
+                       rows, "table")
+        return EXIT_OK
+    if args.action == "remove":
+        if not args.hold_id:
+            _err("hold remove needs the hold's ID (`aitrail hold list` shows them)")
+            return EXIT_USAGE
+        hold = remove_hold(root, args.hold_id, args.reason, current_user())
+        print(to_json(hold.to_dict()) if args.format == "json" else
+              f"removed hold {hold.id} ({hold.describe()}); its data is subject to retention "
+              "again")
+        return EXIT_OK
+    if args.hold_id:
+        _err("hold add takes no positional ID; name the hold with --id")
+        return EXIT_USAGE
+    hold = add_hold(root, traces=args.trace, change=args.change, incident=args.incident,
+                    service=args.service, since=args.since, until=args.until,
+                    tenant=args.tenant, reason=args.reason, hold_id=args.new_id,
+                    user=current_user())
+    print(to_json(hold.to_dict()) if args.format == "json" else
+          f"placed hold {hold.id}: {hold.describe()}, {len(hold.trace_ids)} trace(s) now")
+    return EXIT_OK
+
+
 def cmd_checkpoint(args, root: Path, _config) -> int:
     from .store.errors import NotFound
     from .store.integrity.log import store_checkpoint
 
     if not root.is_dir():
         raise NotFound(f"no store at {root}")
+    if args.action == "adopt":
+        from .store.integrity.publish import adopt_unlogged
+
+        paths = adopt_unlogged(root, dry_run=args.dry_run)
+        for p in paths:
+            print(f"{'would adopt' if args.dry_run else 'adopted'} {p}")
+        print(f"{len(paths)} unlogged file(s) {'to adopt' if args.dry_run else 'adopted'}")
+        if args.dry_run or not paths:
+            return EXIT_OK
     path, cp = store_checkpoint(root)
     if args.action == "export":
         if args.out is None:
@@ -718,7 +859,8 @@ def cmd_serve(args, root: Path, config) -> int:
         tls_key=args.tls_key, tls_client_ca=args.tls_client_ca,
         max_request_bytes=args.max_request_bytes, mapping=config.mapping,
         workers=args.workers if args.workers is not None else default_workers(),
-        compact_every=args.compact_every, redaction=config.redaction)
+        compact_every=args.compact_every, redaction=config.redaction,
+        retention=config.retention)
     try:
         auth = Authenticator.from_config(config.doc, str(config.path))
         if opts.workers > 1:
@@ -806,7 +948,8 @@ COMMANDS = {"serve": cmd_serve, "send": cmd_send, "token": cmd_token, "ingest": 
             "sql": cmd_sql, "traces": cmd_traces, "show": cmd_show, "replay": cmd_replay,
             "changes": cmd_changes, "reindex": cmd_reindex, "compact": cmd_compact,
             "verify": cmd_verify, "checkpoint": cmd_checkpoint, "tui": cmd_tui,
-            "export": cmd_export, "import": cmd_import}
+            "export": cmd_export, "import": cmd_import,
+            "retention": cmd_retention, "hold": cmd_hold}
 
 
 def main(argv: list[str] | None = None) -> int:

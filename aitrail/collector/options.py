@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from ..store.pipeline import Limits
     from ..store.redaction import RedactionPolicy
+    from ..store.retention.policy import RetentionPolicy
     from .auth import Authenticator
 
 DEFAULT_GRPC = "127.0.0.1:4317"
@@ -36,6 +37,7 @@ class ServeOptions:
     reuse_port: bool = False  # set for each process of a supervised group
     compact_every: float | None = None  # overrides limits.compact_interval_s
     redaction: RedactionPolicy | None = None  # [redaction] of aitrail.toml; None: defaults
+    retention: RetentionPolicy | None = None  # [retention]; None: keep everything
 
 
 class ServeError(Exception):

@@ -14,6 +14,7 @@ import pyarrow as pa
 from grpc_health.v1 import health_pb2
 
 from ..store.pipeline import Limits, Pipeline
+from ..store.retention.apply import RetentionRunner
 from .auth import Authenticator
 from .grpc_server import LOGS_SERVICE, TRACE_SERVICE, TraceReceiver, build_server
 from .http_server import OTLPHTTPServer
@@ -43,6 +44,7 @@ class Collector:
             limits = replace(limits, compact_interval_s=opts.compact_every)
         self.pipeline = Pipeline(opts.store, opts.writer_id or default_writer_id(),
                                  opts.mapping, limits, opts.redaction)
+        self.retention = RetentionRunner(opts.store, opts.retention)
         self.grpc_server: grpc.Server | None = None
         self.http_server: OTLPHTTPServer | None = None
         self.health = None
@@ -72,6 +74,7 @@ class Collector:
 
     def start(self) -> None:
         self.replayed = self.pipeline.start()
+        self.retention.start()
         try:
             if self.opts.grpc_address:
                 receiver = TraceReceiver(self.pipeline, self.auth, self.opts.max_request_bytes)
@@ -101,6 +104,7 @@ class Collector:
         if self.grpc_server is not None:
             self.grpc_server.stop(grace_s).wait()
             self.grpc_server = None
+        self.retention.stop()
         self.pipeline.stop()
 
     def describe(self) -> str:

@@ -178,7 +178,8 @@ def run_supervised(opts: ServeOptions, auth: Authenticator) -> int:
                 opts, writer_id=w, workers=1, reuse_port=True, grpc_address=grpc_addr,
                 http_address=http_addr,
                 # One compactor per group is enough: they would take turns on a lock.
-                compact_every=opts.compact_every if i == 0 else 0)
+                compact_every=opts.compact_every if i == 0 else 0,
+                retention=opts.retention if i == 0 else None)
             children.append(_Child(ctx, i, child_opts, auth, writers))
         replayed = sum(c.expect("recovered")[1] for c in children)
         for c in children:

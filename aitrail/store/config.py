@@ -21,6 +21,7 @@ from pathlib import Path
 from .errors import ConfigError
 from .mappings import MAPPABLE
 from .redaction.policy import RedactionPolicy
+from .retention.policy import RetentionPolicy
 
 
 def default_store() -> Path:
@@ -48,6 +49,7 @@ class Config:
     path: Path | None = None
     doc: dict = field(default_factory=dict)  # the whole file, for other sections ([auth])
     redaction: RedactionPolicy | None = None  # [redaction]; None: the defaults
+    retention: RetentionPolicy | None = None  # [retention]; None: keep everything
 
 
 def load_config(path: Path | None) -> Config:
@@ -72,7 +74,8 @@ def load_config(path: Path | None) -> Config:
         mapping[col] = keys
     store = doc.get("store")
     return Config(store=Path(store) if store else None, mapping=mapping, path=Path(path),
-                  doc=doc, redaction=RedactionPolicy.from_config(doc, str(path)))
+                  doc=doc, redaction=RedactionPolicy.from_config(doc, str(path)),
+                  retention=RetentionPolicy.from_config(doc, str(path)))
 
 
 _TENANT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")

@@ -489,6 +489,15 @@ class Store:
         res.rows = res.rows[:limit]
         return res
 
+    def change_trace_ids(self, change_id: str, tenant: str | None = None) -> list[str]:
+        """Hex ids of every trace with a span of the change (a legal hold's selection)."""
+        if not self.has_data():
+            return []
+        res = self._fetch("SELECT DISTINCT lower(hex(trace_id)) AS t FROM _spans "
+                          "WHERE change_id = ? AND (? IS NULL OR tenant = ?) ORDER BY t",
+                          [change_id, tenant, tenant])
+        return [r["t"] for r in res.rows]
+
     def change_spans(self, change_id: str, tenant: str | None = None) -> Result:
         """Every span of every trace that touched the change, in time order."""
         res = self._fetch("SELECT * FROM _change_spans(?, ?) "

@@ -40,7 +40,8 @@ def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="microseconds")
 
 
-def _user() -> str:
+def current_user() -> str:
+    """Who is acting, for logs: the login name, else the uid."""
     try:
         return getpass.getuser()
     except (KeyError, OSError):  # no passwd entry and no $USER (containers)
@@ -104,7 +105,7 @@ class Workspace:
     def __init__(self, root: str | Path, user: str | None = None) -> None:
         self.root = Path(root)
         self.dir = self.root / WORKSPACE_DIR
-        self.user = user or _user()
+        self.user = user or current_user()
 
     # -- incidents ---------------------------------------------------------------------------
 

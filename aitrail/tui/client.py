@@ -12,6 +12,7 @@ from typing import Any
 
 from ..store import pivots, replay, workspace
 from ..store.query import Result, Store
+from ..store.retention import holds
 
 
 class StoreClient:
@@ -35,6 +36,16 @@ class StoreClient:
         with self._lock:
             if self._store is not None:
                 self._store.close()
+
+    # -- legal holds (the integrity log, not DuckDB: no lock) ----------------------------------
+
+    def holds(self) -> list[holds.Hold]:
+        return holds.active_holds(self.root)
+
+    def hold_incident(self, name: str, reason: str) -> holds.Hold:
+        """Preserve an incident's traces from retention (and the traces pinned later)."""
+        return holds.add_hold(self.root, incident=name, reason=reason,
+                              user=self.workspace.user)
 
     # -- reads -------------------------------------------------------------------------------
 

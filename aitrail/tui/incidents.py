@@ -11,6 +11,7 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.widgets import DataTable, Footer, OptionList, Static
 from textual.widgets.option_list import Option
 
+from ..store.retention.holds import Hold
 from ..store.workspace import Incident
 from .base import StoreScreen
 from .widgets import VimDataTable, VimOptionList
@@ -22,6 +23,7 @@ class IncidentsScreen(StoreScreen):
         Binding("N", "new", "New incident", id="incident.new"),
         Binding("d", "unpin", "Unpin", id="incident.unpin"),
         Binding("B", "bundle", "Bundle", id="incident.bundle"),
+        Binding("H", "hold", "Legal hold", id="incident.hold"),
         Binding("ctrl+r", "refresh", "Reload", id="incident.reload"),
         Binding("tab", "app.focus_next", "Next pane", show=False, id="incident.next_pane"),
     ]
@@ -37,6 +39,7 @@ class IncidentsScreen(StoreScreen):
         super().__init__()
         self.selected = name
         self.incidents: list[Incident] = []
+        self.holds: list[Hold] = []
 
     def compose(self) -> ComposeResult:
         yield Static("incidents (shared by everyone who opens this store)", id="title")
@@ -59,9 +62,10 @@ class IncidentsScreen(StoreScreen):
         return IncidentsScreen(self.selected)
 
     def action_refresh(self) -> None:
-        self.fetch("incidents", lambda c: c.workspace.incidents(), self.show)
+        self.fetch("incidents", lambda c: (c.workspace.incidents(), c.holds()), self.show)
 
-    def show(self, incidents: list[Incident]) -> None:
+    def show(self, found: tuple[list[Incident], list[Hold]]) -> None:
+        incidents, self.holds = found
         self.incidents = incidents
         ol = self.query_one("#names", OptionList)
         ol.clear_options()
@@ -88,6 +92,12 @@ class IncidentsScreen(StoreScreen):
                           p.get("span_id") or "", key=str(n))
         notes = Text()
         notes.append(f"{inc.name}: {len(inc.pins)} pinned, {len(inc.notes)} notes\n", "bold")
+        held = [h for h in self.holds if h.select.get("incident") == inc.name]
+        for h in held:
+            notes.append(f"legal hold {h.id} by {h.user}: kept from retention"
+                         + (f" ({h.reason})" if h.reason else "") + "\n", "bold green")
+        if not held:
+            notes.append("not held: H places a legal hold (kept from retention)\n", "dim")
         for note in inc.notes:
             notes.append(f"\n{str(note.get('time'))[:19]}Z {note.get('user')}", "dim")
             if note.get("trace_id"):
@@ -134,6 +144,25 @@ class IncidentsScreen(StoreScreen):
             return
         slug = "".join(c if c.isalnum() else "-" for c in inc.name).strip("-")[:40]
         export_bundle(self, "incident", inc.name, None, f"{slug or 'incident'}.tar.gz")
+
+    def action_hold(self) -> None:
+        inc = self._current()
+        if inc is None or not inc.pins:
+            self.notify("pin the incident's traces first: a hold keeps its pinned traces")
+            return
+        name = inc.name
+
+        def place(reason: str | None) -> None:
+            if reason is None:
+                return
+            self.fetch("write", lambda c: c.hold_incident(name, reason), self._held)
+
+        self.app.push_screen(self.aitrail.prompt_screen(
+            f"legal hold on {name}: reason (logged)?", placeholder="e.g. postmortem"), place)
+
+    def _held(self, hold: Hold) -> None:
+        self.notify(f"legal hold {hold.id} placed on {len(hold.trace_ids)} trace(s)")
+        self.action_refresh()
 
     def action_unpin(self) -> None:
         inc = self._current()

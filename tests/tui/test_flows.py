@@ -374,3 +374,35 @@ async def test_a_trace_found_by_text_opens_at_the_span_that_holds_the_text(store
         await press(pilot, "G", "enter")
         assert app.screen.trace_id == SUPPORT_TRACE
         assert app.screen.query_one(WaterfallView).current["span_id"] == RETRIEVAL_SPAN
+
+
+async def test_a_legal_hold_on_an_incident_keeps_its_traces_from_retention(store):
+    from datetime import UTC, datetime, timedelta
+
+    from aitrail.store.query import Store
+    from aitrail.store.retention.apply import apply_retention
+    from aitrail.store.retention.holds import active_holds
+    from aitrail.store.retention.policy import RetentionPolicy
+
+    with Store(store) as st:
+        trace_id = st.change_trace_ids(MIGRATION)[0]
+    Workspace(store, user="resp-a").pin("INC-9 billing lock", trace_id)
+    app = make_app(store, user="resp-a", incident="INC-9 billing lock")
+    async with app.run_test(size=(100, 30)) as pilot:
+        await settle(pilot)
+        await press(pilot, "I")
+        assert isinstance(app.screen, IncidentsScreen)
+        assert "not held: H places a legal hold" in screen_text(app)
+        await press(pilot, "H")
+        await type_text(pilot, "postmortem")
+        await press(pilot, "enter")
+        await wait_until(pilot, lambda: "legal hold hold-1 by resp-a" in screen_text(app),
+                         "the hold to show")
+    [hold] = active_holds(store)
+    assert hold.select == {"incident": "INC-9 billing lock"} and hold.reason == "postmortem"
+    assert hold.trace_ids == [trace_id]
+    report = apply_retention(store, RetentionPolicy(days=1),
+                             now=datetime.now(UTC) + timedelta(days=3650))
+    assert report.held and all(v.holds == ["hold-1"] for v in report.held)
+    with Store(store) as st:
+        assert st.trace(trace_id).rows  # held: still there and searchable

@@ -136,3 +136,27 @@ def void_interrupted_replacement(root: Path, entry: dict | None = None) -> dict 
 
 def table_digests(table: pa.Table) -> list[bytes]:
     return row_mod.row_digests(table)
+
+
+ADOPT_LOG = "adopt"
+
+
+def adopt_unlogged(root: Path, dry_run: bool = False) -> list[str]:
+    """Enter every data file no log records (a store written before integrity existed) in
+    the `adopt` log as `add` entries marked `adopted`, then sign it; returns their paths.
+    An operator's explicit act, logged like any other: adoption vouches only for the bytes
+    as they are now, and the entries say so."""
+    from .verify import verify_store  # verify imports this module
+
+    report = verify_store(root, check_rows=False)
+    paths = sorted(f.obj for f in report.problems if f.cls == "inserted"
+                   and (Path(root) / f.obj).is_file())
+    if dry_run or not paths:
+        return paths
+    log = leaf_log(root, ADOPT_LOG)
+    for rel in paths:
+        path = Path(root) / rel
+        log.append({"kind": "add", "path": rel, "adopted": True,
+                    **file_facts(path, file_digests(path))})
+    log.checkpoint()
+    return paths

@@ -55,7 +55,12 @@ NOTES = {
                            "the logged bytes",
     "compaction_interrupted": "a compaction logged but not swapped in; its inputs are intact",
     "torn_tail": "a log line cut short by a crash (never fsync'd, so never published)",
+    "retirement_interrupted": "a file retired under the retention policy whose deletion a "
+                              "crash interrupted; it holds the logged bytes (the next "
+                              "retention run deletes it)",
 }
+# Entries that record a decision rather than a file: retention policies and legal holds.
+_EVENT_KINDS = ("policy", "hold", "release")
 _FLUSH = re.compile(r"^(?P<writer>[A-Za-z0-9_.-]+)-f(?P<seq>\d{8})-\d+\.parquet$")
 DATASETS = ("spans", "logs")
 
@@ -83,6 +88,7 @@ class Report:
     logs: int = 0
     entries: int = 0
     checkpoints: int = 0
+    retired: int = 0  # files deleted under the retention policy, with their tombstone
     fingerprint: str | None = None
     seconds: float = 0.0
     rows_checked: bool = True
@@ -111,6 +117,7 @@ class Report:
                 "notes": [f.to_dict() for f in self.notes],
                 "files": self.files, "bytes": self.bytes, "rows": self.rows,
                 "logs": self.logs, "entries": self.entries, "checkpoints": self.checkpoints,
+                "retired_under_policy": self.retired,
                 "key_fingerprint": self.fingerprint, "seconds": round(self.seconds, 3),
                 "rows_checked": self.rows_checked}
 
@@ -174,7 +181,8 @@ def _read_log(root: Path, name: str, size: int, report: Report) -> _Log:
                        + ("matches" if e.get("prev") == expected_prev else
                           "does not match the entry before it"))
         kind = e.get("kind")
-        ok = kind in ("add", "replace", "retire", "void") and isinstance(e.get("path"), str)
+        ok = kind in _EVENT_KINDS or (kind in ("add", "replace", "retire", "void")
+                                      and isinstance(e.get("path"), str))
         if ok and kind in ("add", "replace"):
             ok = all(isinstance(e.get(k), (str, int)) for k in
                      ("sha256", "size", "rows", "rows_root"))
@@ -278,9 +286,15 @@ def verify_store(root: Path, anchor: bytes | None = None, check_rows: bool = Tru
     ordered = heapq.merge(*(lg.entries for lg in logs.values()),
                           key=lambda e: e.get("time") if isinstance(e.get("time"), int) else 0)
     for e in ordered:
-        if (e["_log"], e["seq"]) in voided or e["kind"] == "void":
+        if (e["_log"], e["seq"]) in voided or e["kind"] in ("void", *_EVENT_KINDS):
             continue
         if e["kind"] == "retire":
+            before = state.get(e["path"])
+            if before is not None and before[0] == "live" and e.get("sha256") not in (
+                    None, before[1]["sha256"]):
+                report.add("modified", e["path"], f"changed before log {e['_log']} entry "
+                           f"{e['seq']} retired it: logged {before[1]['sha256'][:16]}, "
+                           f"retired {str(e['sha256'])[:16]}")
             state[e["path"]] = ("retired", e)
             continue
         replaced_rows = 0
@@ -327,6 +341,9 @@ def verify_store(root: Path, anchor: bytes | None = None, check_rows: bool = Tru
         elif st[0] == "retired":
             if in_flight(rel):
                 report.add("in_flight", rel, "retired, not deleted yet")
+            elif _under_policy(st[1]) and sha == st[1].get("sha256"):
+                report.add("retirement_interrupted", rel, f"tombstone in log {st[1]['_log']} "
+                           f"entry {st[1]['seq']}; not deleted yet")
             else:
                 report.add("retired_present", rel, f"retired by log {st[1]['_log']} entry "
                            f"{st[1]['seq']} ({st[1].get('reason') or st[1]['kind']})")
@@ -369,11 +386,17 @@ def verify_store(root: Path, anchor: bytes | None = None, check_rows: bool = Tru
             report.add("renamed", u, f"holds the bytes logged for {gone[0]}, which is missing")
         else:
             report.add("inserted", u, "no log entry records this file")
+    report.retired = sum(1 for p, (s, e) in state.items()
+                         if s == "retired" and _under_policy(e) and p not in files)
     for p in sorted(missing):
         e = live[p]
         report.add("deleted", p, f"logged by {e['_log']} entry {e['seq']}; no retirement")
     report.seconds = time.perf_counter() - t0
     return report
+
+
+def _under_policy(entry: dict) -> bool:
+    return entry["kind"] == "retire" and entry.get("reason") == "retention"
 
 
 def _size(path: Path) -> int:

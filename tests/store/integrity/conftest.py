@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import random
 import shutil
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pyarrow.parquet as pq
 import pytest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
@@ -15,6 +16,9 @@ from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Sp
 
 from aitrail.store.compact import compact_store
 from aitrail.store.ingest import Ingester
+from aitrail.store.retention.apply import apply_retention
+from aitrail.store.retention.holds import add_hold
+from aitrail.store.retention.policy import RetentionPolicy
 
 T0 = int(datetime(2026, 11, 20, 8, tzinfo=UTC).timestamp()) * 10**9
 HOUR = 3600 * 10**9
@@ -68,6 +72,14 @@ def base_stores(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     report = compact_store(compacted, now=LATER, grace_s=0)
     assert report.files_out and not report.skipped
     out["compacted"] = compacted
+    # Retention applied over a copy of "plain", one trace held: tombstones, a hold, a policy.
+    retired = copy_store(out["plain"], tmp_path_factory.mktemp("retired") / "s")
+    first = sorted(retired.glob("spans/*/*/*/*.parquet"))[0]
+    tid = pq.read_table(first, columns=["trace_id"]).column(0)[0].as_py()
+    add_hold(retired, traces=[tid.hex()], reason="fixture")
+    report = apply_retention(retired, RetentionPolicy(days=7), now=LATER + timedelta(days=30))
+    assert report.retired and report.held
+    out["retired"] = retired
     return out
 
 

@@ -168,6 +168,43 @@ def resurrect_input(root: Path, draw, uncompacted: Path) -> set[str]:
     return {"retired_present"}
 
 
+def _retention_log(root: Path) -> Path:
+    return root / "_integrity" / "retention" / "log"
+
+
+def remove_tombstone(root: Path, draw) -> set[str]:
+    log = _retention_log(root)
+    lines = _lines(log)
+    i = draw(st.sampled_from([i for i, x in enumerate(lines) if b'"retire"' in x]))
+    log.write_bytes(b"".join(lines[:i] + lines[i + 1:]))
+    return {"log_chain", "log_truncated", "deleted"}
+
+
+def edit_hold_or_policy(root: Path, draw) -> set[str]:
+    """A hold or the recorded policy edited after the fact."""
+    log = _retention_log(root)
+    lines = _lines(log)
+    i = draw(st.sampled_from([i for i, x in enumerate(lines)
+                              if b'"hold"' in x or b'"policy"' in x]))
+    e = orjson.loads(lines[i])
+    e["reason" if e["kind"] == "hold" else "retention_days"] = 1
+    lines[i] = orjson.dumps(e, option=orjson.OPT_SORT_KEYS) + b"\n"
+    log.write_bytes(b"".join(lines))
+    return {"log_chain", "log_rewritten"}
+
+
+def resurrect_retired_altered(root: Path, draw, original: Path) -> set[str]:
+    """A retired file put back with other bytes than it had when it was retired."""
+    gone = [p for p in _files(original) if not (root / p.relative_to(original)).exists()]
+    src = draw(st.sampled_from(gone))
+    dest = root / src.relative_to(original)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    data = bytearray(src.read_bytes())
+    data[draw(st.integers(0, len(data) - 1))] ^= 1
+    dest.write_bytes(bytes(data))
+    return {"retired_present"}
+
+
 MUTATIONS = {
     "flip_bit": (flip_bit, "plain"), "delete_file": (delete_file, "plain"),
     "insert_file": (insert_file, "plain"), "swap_files": (swap_files, "plain"),
@@ -178,6 +215,9 @@ MUTATIONS = {
     "flip_bit_compacted": (flip_bit, "compacted"),
     "delete_compacted": (delete_file, "compacted"),
     "resurrect_input": (resurrect_input, "compacted"),
+    "delete_held": (delete_file, "retired"), "remove_tombstone": (remove_tombstone, "retired"),
+    "edit_hold_or_policy": (edit_hold_or_policy, "retired"),
+    "resurrect_retired_altered": (resurrect_retired_altered, "retired"),
 }
 
 
@@ -191,7 +231,9 @@ def test_each_mutation_is_reported_with_its_class(base_stores, name):
         with tempfile.TemporaryDirectory() as tmp:
             root = copy_store(base_stores[base], Path(tmp) / "s")
             extra = {"insert_file": (base_stores["other"],),
-                     "resurrect_input": (base_stores["uncompacted"],)}.get(mutate.__name__, ())
+                     "resurrect_input": (base_stores["uncompacted"],),
+                     "resurrect_retired_altered": (base_stores["plain"],),
+                     }.get(mutate.__name__, ())
             want = mutate(root, data.draw, *extra)
             report = verify_store(root)
             assert not report.ok
@@ -200,7 +242,7 @@ def test_each_mutation_is_reported_with_its_class(base_stores, name):
     check()
 
 
-@pytest.mark.parametrize("base", ["plain", "compacted", "uncompacted", "other"])
+@pytest.mark.parametrize("base", ["plain", "compacted", "uncompacted", "other", "retired"])
 def test_untouched_stores_verify_clean(base_stores, base, tmp_path):
     report = verify_store(copy_store(base_stores[base], tmp_path / "s"))
     assert report.ok, [f.to_dict() for f in report.findings]
@@ -328,3 +370,22 @@ def test_a_store_made_again_at_the_same_path_gets_a_fresh_chain_and_key(tmp_path
     assert keys.public_key(root) != first_key
     report = verify_store(root)
     assert report.ok and not report.findings, [f.to_dict() for f in report.findings]
+
+
+def test_adopt_enters_a_pre_integrity_store_in_the_log(base_stores, tmp_path, capsys):
+    root = copy_store(base_stores["plain"], tmp_path / "s")
+    shutil.rmtree(root / "_integrity")  # as a store written before integrity existed
+    report = verify_store(root)
+    assert report.classes() == {"inserted"} and len(report.problems) == len(_files(root))
+    assert main(["--store", str(root), "checkpoint", "adopt", "--dry-run"]) == 0
+    assert verify_store(root).classes() == {"inserted"}
+    assert main(["--store", str(root), "checkpoint", "adopt"]) == 0
+    assert f"{len(_files(root))} unlogged file(s) adopted" in capsys.readouterr().out
+    report = verify_store(root)
+    assert report.ok and not report.findings and report.files == len(_files(root))
+    entries = [orjson.loads(x) for x in _lines(root / "_integrity" / "adopt" / "log")]
+    assert all(e["adopted"] for e in entries)
+    # Adopted files are then guarded like any other.
+    f = _files(root)[0]
+    f.write_bytes(f.read_bytes()[:-1] + bytes([f.read_bytes()[-1] ^ 1]))
+    assert verify_store(root).classes() == {"modified"}

@@ -1,0 +1,1 @@
+"""Retention and legal hold (docs/retention.md)."""
