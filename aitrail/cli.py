@@ -200,8 +200,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="list what would be compacted, change nothing")
     _add_format(s)
 
+    _add_bundle_commands(sub)
+
     s = sub.add_parser(
-        "verify", help="check the store for tampering and loss",
+        "verify", help="check the store (or a bundle) for tampering and loss",
         description="Read the whole store and check it against its integrity logs and signed "
         "checkpoints (docs/integrity.md): every data file's SHA-256 and row digests, the logs' "
         "hash chains, the checkpoints' Ed25519 signatures, and with --anchor a checkpoint kept "
@@ -213,7 +215,17 @@ def build_parser() -> argparse.ArgumentParser:
         "torn_tail, retirement_interrupted) are crash leftovers that lose nothing. Files "
         "retired under the retention policy have a tombstone and are counted, not missing. "
         "Exit code 0: verified; 1: problems found; 2: the anchor cannot be read; 3: no store "
-        "there.")
+        "there. "
+        "Given a bundle (a .tar.gz or a directory with manifest.json, from `aitrail export`), "
+        "checks it offline instead: no store and no DuckDB needed (docs/bundles.md); exit "
+        "code 0: verified, 1: problems, 2: unreadable or bad --key.")
+    s.add_argument("target", nargs="?", type=Path, metavar="BUNDLE_OR_STORE",
+                   help="a bundle to check offline, or a store directory (default: --store)")
+    s.add_argument("--key", metavar="FINGERPRINT_OR_FILE",
+                   help="bundles: the public key the bundle must be signed by, as the "
+                   "fingerprint `aitrail checkpoint` prints (ed25519:...), the store's "
+                   "_keys/signing.pub, or a checkpoint exported from that store. Without it "
+                   "a bundle is only checked against the key it names")
     s.add_argument("--anchor", type=Path, metavar="CHECKPOINT",
                    help="a checkpoint saved earlier with `aitrail checkpoint export`: the store "
                    "must still hold everything it signed (detects rollback to an older copy)")
@@ -510,6 +522,15 @@ def cmd_compact(args, root: Path, config) -> int:
 
 
 def cmd_verify(args, root: Path, _config) -> int:
+    if args.target is not None:
+        from .store.bundle.archive import is_bundle
+
+        if is_bundle(args.target):
+            return cmd_verify_bundle(args)
+        root = args.target
+    if args.key is not None:
+        _err("--key applies to bundles; a store is checked against its own key")
+        return EXIT_USAGE
     from .store.integrity.verify import verify_store
 
     anchor = None
@@ -546,6 +567,173 @@ def cmd_verify(args, root: Path, _config) -> int:
                   "(tombstones logged; not missing)")
         print(f"store key: {report.fingerprint or 'none'}")
     return EXIT_OK if report.ok else EXIT_REJECTED
+
+
+# -- bundles (docs/bundles.md) ----------------------------------------------------------------
+
+BUNDLE_EPILOG = """\
+A bundle holds: spans.parquet (the stored rows), logs.parquet (their log records, if any),
+traces.otlp.jsonl (OTLP/JSON lines, as the OpenTelemetry Collector's file exporter writes
+them: open it in any OTLP tool or `aitrail ingest` it), timeline.md (the narrative for the
+postmortem), checkpoint (the store's signed integrity checkpoint), manifest.json (every
+file's SHA-256, every row's digest and inclusion proof) and manifest.sig.
+
+Examples:
+  aitrail export --change chg-billing-migration-4821 -o chg-4821.tar.gz
+  aitrail export --incident "INC-311 invoices locked" -o inc-311.tar.gz
+  aitrail export --trace 9fdcbd1e1b8de4148708ee9a67882717 --dir -o trace-9fdc/
+  aitrail export --where "policy_verdict = 'deny'" --tenant acme -o deny.tar.gz
+  aitrail verify chg-4821.tar.gz --key ed25519:3a1f...   # on any machine, offline
+  aitrail --store other-store import chg-4821.tar.gz
+"""
+
+
+def _add_bundle_commands(sub) -> None:
+    s = sub.add_parser(
+        "export", help="write a verifiable bundle of traces for a postmortem",
+        description="Export whole traces, chosen by id, by change, by incident (its pinned "
+        "traces) or by a SQL condition on the spans view, as one self-contained bundle that "
+        "anyone can check offline with `aitrail verify BUNDLE` and load into another store "
+        "with `aitrail import`. Each span carries an inclusion proof against a checkpoint "
+        "signed by the store's key (a fresh one is signed if the last does not cover it). "
+        "The export is recorded in the store's access log. Exit code 3: nothing matched.",
+        epilog=BUNDLE_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    which = s.add_mutually_exclusive_group(required=True)
+    which.add_argument("--trace", nargs="+", metavar="ID", help="trace ids (32 hex digits)")
+    which.add_argument("--change", metavar="ID", help="every trace that touched this change")
+    which.add_argument("--incident", metavar="NAME", help="every trace pinned to this incident "
+                       "(pins are made in the TUI); its notes go into timeline.md")
+    which.add_argument("--where", metavar="SQL", help="every trace with a span matching this "
+                       "condition on the spans view (docs/schema.md), e.g. \"reviewer = "
+                       "'dana@acme.example'\"")
+    s.add_argument("--tenant", help="only traces of this tenant")
+    s.add_argument("-o", "--out", type=Path, required=True, metavar="FILE",
+                   help="the bundle to write: FILE.tar.gz, or a directory with --dir")
+    s.add_argument("--dir", action="store_true", help="write a directory, not a .tar.gz")
+    _add_format(s)
+
+    s = sub.add_parser(
+        "import", help="load a bundle into this store, keeping its provenance",
+        description="Verify a bundle (as `aitrail verify BUNDLE`; a bundle with problems is "
+        "refused) and add its stored rows to this store as they are, redactions included "
+        "(they are not re-ingested, so nothing is redacted twice or lost). The new files are "
+        "published through the store's integrity log (log `import`) and carry the bundle's "
+        "manifest hash, origin and checkpoint in their metadata; "
+        "<store>/_workspace/imports.jsonl lists every import. Rows the store already holds are "
+        "skipped: importing twice adds nothing. Exit code 1: the bundle failed verification; "
+        "2: unreadable or bad --key.",
+        epilog=BUNDLE_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    s.add_argument("bundle", type=Path, metavar="BUNDLE")
+    s.add_argument("--key", metavar="FINGERPRINT_OR_FILE",
+                   help="refuse the bundle unless signed by this key (as for verify)")
+    _add_format(s)
+
+
+def _bundle_progress():
+    show = _progress(sys.stderr.isatty())
+    if not show:
+        return None, None
+
+    def progress(stage: str, done: int, total: int) -> None:
+        bar = "#" * (20 * done // total) if total else ""
+        show(f"{stage} [{bar:<20}] {done}/{total}" if total > 1 else stage)
+
+    return progress, show
+
+
+def cmd_export(args, root: Path, _config) -> int:
+    from .store.bundle.export import Selection, export
+    from .store.workspace import Workspace
+
+    if args.trace:
+        sel = Selection("trace", args.trace, args.tenant)
+    elif args.change:
+        sel = Selection("change", [args.change], args.tenant)
+    elif args.incident:
+        sel = Selection("incident", [args.incident], args.tenant)
+    else:
+        sel = Selection("where", [args.where], args.tenant)
+    progress, show = _bundle_progress()
+    with _open(root) as st:
+        try:
+            report = export(st, Workspace(root), sel, args.out, as_dir=args.dir,
+                            progress=progress)
+        finally:
+            if show:
+                sys.stderr.write("\r\x1b[2K")
+    summary = {"bundle": str(report.path), "spans": report.spans,
+               "log_records": report.log_records, "traces": report.traces,
+               "files": report.files, "key_fingerprint": report.fingerprint,
+               "fresh_checkpoint": report.fresh_checkpoint}
+    if args.format == "json":
+        print(to_json(summary))
+    else:
+        print(f"exported {report.spans} spans"
+              + (f" and {report.log_records} log records" if report.log_records else "")
+              + f" of {report.traces} traces to {report.path}"
+              + (" (signed a fresh checkpoint)" if report.fresh_checkpoint else ""))
+        print(f"store key: {report.fingerprint}")
+        print(f"check it anywhere: aitrail verify {report.path} --key {report.fingerprint}")
+    return EXIT_OK
+
+
+def _pinned(value: str | None) -> str | None:
+    from .store.bundle.verify import pinned_fingerprint
+
+    return None if value is None else pinned_fingerprint(value)
+
+
+def cmd_verify_bundle(args) -> int:
+    """Offline: imports nothing that needs a store (no DuckDB)."""
+    from .store.bundle.archive import Unreadable
+    from .store.bundle.verify import verify_bundle
+
+    try:
+        report = verify_bundle(args.target, _pinned(args.key))
+    except (Unreadable, ValueError, OSError) as e:
+        _err(str(e))
+        return EXIT_USAGE
+    if args.format == "json":
+        print(to_json(report.to_dict()))
+        return EXIT_OK if report.ok else EXIT_REJECTED
+    for p in report.problems:
+        print(f"PROBLEM {p.cls:<20} {p.obj}  {p.detail}")
+    verdict = "OK" if report.ok else f"FAILED: {len(report.problems)} problem(s)"
+    print(f"{verdict}: {report.spans} spans of {report.traces} traces"
+          + (f", {report.logs} log records" if report.logs else "")
+          + f", exported by {report.exported_by} at {report.exported_at}, "
+          f"checkpoint of {report.origin} at {report.checkpoint_time}, in "
+          f"{report.seconds:.2f} s")
+    print(f"signed by: {report.fingerprint}"
+          + ("" if report.pinned else "  (not pinned: compare it with the fingerprint "
+             "`aitrail checkpoint` prints on the store, or pass --key)"))
+    return EXIT_OK if report.ok else EXIT_REJECTED
+
+
+def cmd_import(args, root: Path, _config) -> int:
+    from .store.bundle.archive import Unreadable
+    from .store.bundle.import_ import BundleRejected, import_bundle
+
+    try:
+        report = import_bundle(root, args.bundle, _pinned(args.key))
+    except (Unreadable, ValueError, OSError) as e:
+        _err(str(e))
+        return EXIT_USAGE
+    except BundleRejected as e:
+        for p in e.report.problems:
+            _err(f"PROBLEM {p.cls} {p.obj}  {p.detail}")
+        _err(f"{args.bundle}: failed verification; nothing imported")
+        return EXIT_REJECTED
+    if args.format == "json":
+        print(to_json(report.to_dict()))
+    else:
+        print(f"imported {report.spans} spans"
+              + (f" and {report.log_records} log records" if report.log_records else "")
+              + f" from {args.bundle} into {root} ({report.skipped} already there, "
+              f"{len(report.files)} files written, log import)")
+        print(f"provenance: bundle {report.bundle_sha256[:16]}..., origin {report.origin}, "
+              f"signed by {report.fingerprint}")
+    return EXIT_OK
 
 
 def cmd_retention(args, root: Path, config) -> int:
@@ -760,6 +948,7 @@ COMMANDS = {"serve": cmd_serve, "send": cmd_send, "token": cmd_token, "ingest": 
             "sql": cmd_sql, "traces": cmd_traces, "show": cmd_show, "replay": cmd_replay,
             "changes": cmd_changes, "reindex": cmd_reindex, "compact": cmd_compact,
             "verify": cmd_verify, "checkpoint": cmd_checkpoint, "tui": cmd_tui,
+            "export": cmd_export, "import": cmd_import,
             "retention": cmd_retention, "hold": cmd_hold}
 
 

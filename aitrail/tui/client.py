@@ -106,6 +106,19 @@ class StoreClient:
                         detail=f"{len(rows)} spans, OTLP/JSON")
         return len(rows)
 
+    def export_bundle(self, kind: str, value: str, path: str | Path,
+                      tenant: str | None = None, progress: Any = None) -> Any:
+        """A verifiable bundle (docs/bundles.md) of a trace, a change or an incident's pinned
+        traces, written to `path` (.tar.gz); the export is recorded in the access log.
+        `progress(stage, done, total)` is called from this (worker) thread."""
+        from ..store.bundle.export import Selection, export
+
+        with self._lock:
+            report = export(self.store, self.workspace, Selection(kind, [value], tenant),
+                            Path(path).expanduser(), progress=progress)
+            workspace.attach_views(self.store)  # the access log may be new: refresh the view
+        return report
+
     # -- the workspace (pins, notes, read audit) --------------------------------------------
 
     def log_access(self, action: str, target: str, **ids: Any) -> None:

@@ -22,6 +22,7 @@ class IncidentsScreen(StoreScreen):
         Binding("a", "note", "Add note", id="incident.note"),
         Binding("N", "new", "New incident", id="incident.new"),
         Binding("d", "unpin", "Unpin", id="incident.unpin"),
+        Binding("B", "bundle", "Bundle", id="incident.bundle"),
         Binding("H", "hold", "Legal hold", id="incident.hold"),
         Binding("ctrl+r", "refresh", "Reload", id="incident.reload"),
         Binding("tab", "app.focus_next", "Next pane", show=False, id="incident.next_pane"),
@@ -131,6 +132,18 @@ class IncidentsScreen(StoreScreen):
                 self.aitrail.add_note(None, None, on_done=self.action_refresh)
 
         self.app.push_screen(self.aitrail.prompt_screen("new incident name:"), named)
+
+    def action_bundle(self) -> None:
+        """A verifiable bundle of every trace pinned to this incident, its notes in
+        timeline.md (docs/bundles.md)."""
+        from .bundle_export import export_bundle
+
+        inc = self._current()
+        if inc is None or not inc.pins:
+            self.notify("pin a trace to this incident first (i in a trace)")
+            return
+        slug = "".join(c if c.isalnum() else "-" for c in inc.name).strip("-")[:40]
+        export_bundle(self, "incident", inc.name, None, f"{slug or 'incident'}.tar.gz")
 
     def action_hold(self) -> None:
         inc = self._current()

@@ -99,6 +99,7 @@ class ReplayScreen(StoreScreen):
         Binding("v", "pivot", "Pivot", show=False, id="replay.pivot"),
         Binding("i", "pin", "Pin", show=False, id="replay.pin"),
         Binding("N", "note", "Note", show=False, id="replay.note"),
+        Binding("B", "bundle", "Bundle", show=False, id="replay.bundle"),
     ]
     DEFAULT_CSS = """
     ReplayScreen #title { height: 1; padding: 0 1; background: $primary-background; }
@@ -274,3 +275,14 @@ class ReplayScreen(StoreScreen):
         row = self._row()
         self.aitrail.add_note(row["trace_id"] if row else None,
                               row["span_id"] if row else None)
+
+    def action_bundle(self) -> None:
+        """A verifiable bundle of the change (every trace that touched it), or of the one
+        trace replayed, for a postmortem (docs/bundles.md)."""
+        from .bundle_export import export_bundle
+
+        if self.change_id:
+            export_bundle(self, "change", self.change_id, None, f"{self.change_id}.tar.gz")
+        elif self.trace_id:
+            export_bundle(self, "trace", self.trace_id, None,
+                          f"trace-{self.trace_id[:12]}.tar.gz")

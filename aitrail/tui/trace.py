@@ -33,6 +33,7 @@ class TraceScreen(StoreScreen):
         Binding("i", "pin", "Pin", id="trace.pin"),
         Binding("n", "note", "Note", id="trace.note"),
         Binding("X", "export", "Export", show=False, id="trace.export"),
+        Binding("B", "bundle", "Bundle", show=False, id="trace.bundle"),
         Binding("F", "follow", "Follow", show=False, id="trace.follow"),
     ]
     DEFAULT_CSS = """
@@ -161,6 +162,13 @@ class TraceScreen(StoreScreen):
 
         self.app.push_screen(self.aitrail.prompt_screen(
             "export this trace as OTLP/JSON to:", f"trace-{tid}.otlp.jsonl"), write)
+
+    def action_bundle(self) -> None:
+        """A verifiable bundle of this trace (docs/bundles.md), for a postmortem."""
+        from .bundle_export import export_bundle
+
+        export_bundle(self, "trace", self.trace_id, self.tenant,
+                      f"trace-{self.trace_id[:12]}.tar.gz")
 
     def action_follow(self) -> None:
         if self.follow_timer is None:
