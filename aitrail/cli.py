@@ -704,6 +704,14 @@ def cmd_verify_bundle(args) -> int:
           + f", exported by {report.exported_by} at {report.exported_at}, "
           f"checkpoint of {report.origin} at {report.checkpoint_time}, in "
           f"{report.seconds:.2f} s")
+    for h in report.holds:
+        print(f"legal hold {h['id']} by {h['user']}" + (f" ({h['reason']})" if h['reason']
+                                                        else "")
+              + (f", removed by {h['released']['user']}" if h["released"] else ", active"
+                 " when exported"))
+    if report.policy:
+        print(f"retention policy when exported: {report.policy['mode']}, "
+              f"{report.policy['retention_days'] or 'forever'} days by default")
     print(f"signed by: {report.fingerprint}"
           + ("" if report.pinned else "  (not pinned: compare it with the fingerprint "
              "`aitrail checkpoint` prints on the store, or pass --key)"))

@@ -32,6 +32,7 @@ from ..integrity import keys, merkle
 from ..integrity import rows as row_mod
 from ..integrity.log import INTEGRITY_DIR, store_checkpoint
 from ..query import Store
+from ..retention.holds import RETENTION_LOG, retention_events
 from ..schema import NORMALIZER_VERSION, SCHEMA_VERSION
 from ..workspace import Workspace
 from . import collect, timeline
@@ -113,17 +114,30 @@ def _checkpoint(root: Path, need: dict[str, int]) -> tuple[keys.Checkpoint, bool
     return store_checkpoint(root)[1], True
 
 
-def _log_proofs(root: Path, cp: keys.Checkpoint, sources: list[collect.Source]
+def _retention_events(root: Path, traces: list[tuple[str, str]], spans: pa.Table
+                      ) -> list[tuple[int, bytes]]:
+    """The retention policy in force and the legal holds over these traces (holds.py)."""
+    services: dict[str, tuple[int, int]] = {}
+    for name, t in zip(spans.column("service_name").to_pylist(),
+                       spans.column("start_time_unix_nano").to_pylist(), strict=True):
+        if name is not None and t is not None:
+            lo, hi = services.get(name, (t, t))
+            services[name] = (min(lo, t), max(hi, t))
+    return retention_events(root, {t for _, t in traces}, services)
+
+
+def _log_proofs(root: Path, cp: keys.Checkpoint, entries: list[tuple[str, int]]
                 ) -> list[list[str]]:
+    """Inclusion proofs of (log, leaf index) entries against the checkpoint."""
     trees: dict[str, Tree] = {}
-    for name in {s.log for s in sources}:
+    for name in {log for log, _ in entries}:
         size, head = cp.logs[name]
         leaves = collect.log_leaves(root, name, size)
         if merkle.root(leaves) != head:
             raise StoreError(f"integrity log {name} differs from what its checkpoint "
                              "signed; run `aitrail verify` (nothing exported)")
         trees[name] = Tree(leaves)
-    return [[h.hex() for h in trees[s.log].proof(s.index)] for s in sources]
+    return [[h.hex() for h in trees[log].proof(i)] for log, i in entries]
 
 
 def _manifest_sig(signer: keys.Signer, manifest: bytes) -> bytes:
@@ -143,12 +157,17 @@ def build(store: Store, workspace: Workspace, selection: Selection,
         raise NotFound(f"nothing to export for {selection.describe()}")
     if progress:
         progress("signing", 0, 1)
-    cp, fresh = _checkpoint(root, collect.needed_leaves(got.sources))
+    events = _retention_events(root, got.traces, spans)
+    need = collect.needed_leaves(got.sources)
+    if events:
+        need[RETENTION_LOG] = events[-1][0] + 1
+    cp, fresh = _checkpoint(root, need)
     signer = keys.Signer(root)
     if signer.public != cp.public:
         raise StoreError("the store's checkpoint is signed by another key than the store's; "
                          "run `aitrail verify`")
-    entry_proofs = _log_proofs(root, cp, got.sources)
+    entry_proofs = _log_proofs(root, cp, [(s.log, s.index) for s in got.sources])
+    event_proofs = _log_proofs(root, cp, [(RETENTION_LOG, i) for i, _ in events])
     files: dict[str, bytes] = {SPANS: _parquet(spans), TRACES_JSONL: trace_lines(spans),
                                CHECKPOINT: cp.encode()}
     if logs is not None:
@@ -159,7 +178,8 @@ def build(store: Store, workspace: Workspace, selection: Selection,
     view_rows = store._trace_view(spans).rows
     files[TIMELINE] = timeline.render(view_rows, timeline_notes(workspace, selection,
                                                                 got.traces),
-                                      selection.describe()).encode()
+                                      selection.describe(),
+                                      [orjson.loads(line) for _, line in events]).encode()
     manifest: dict[str, Any] = {
         "format": FORMAT,
         "aitrail_version": __version__,
@@ -180,6 +200,10 @@ def build(store: Store, workspace: Workspace, selection: Selection,
                      "entry": s.line.decode(), "proof": p}
                     for s, p in zip(got.sources, entry_proofs, strict=True)],
         "rows": {"spans": span_rows, **({"logs": log_rows} if logs is not None else {})},
+        # The retention policy in force and the legal holds over these traces, proven like
+        # the sources (docs/retention.md).
+        "retention": [{"log": RETENTION_LOG, "index": i, "entry": line.decode(), "proof": p}
+                      for (i, line), p in zip(events, event_proofs, strict=True)],
     }
     data = orjson.dumps(manifest, option=orjson.OPT_INDENT_2) + b"\n"
     files[MANIFEST] = data

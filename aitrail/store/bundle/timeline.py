@@ -10,7 +10,7 @@ spans.parquet, where it is whole.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -291,8 +291,30 @@ def _section(title: str, rows: list[dict[str, Any]]) -> list[str]:
     return out
 
 
-def render(rows: list[dict[str, Any]], notes: list[dict[str, Any]], selection: str) -> str:
-    """Rows of the `spans` view of every exported trace; notes from the workspace."""
+def _utc(ns: int) -> str:
+    return datetime.fromtimestamp(ns / 1e9, UTC).strftime("%Y-%m-%d %H:%M")
+
+
+def _holds(events: list[dict[str, Any]]) -> list[str]:
+    """Legal holds over the exported traces (retention log entries, oldest first)."""
+    released = {e.get("hold"): e for e in events if e.get("kind") == "release"}
+    out = []
+    for e in events:
+        if e.get("kind") != "hold":
+            continue
+        line = f"- `{e.get('hold')}` placed {_utc(e['time'])} UTC by {e.get('user') or '?'}"
+        line += f": {e['reason']}" if e.get("reason") else ""
+        gone = released.get(e.get("hold"))
+        line += (f" (removed {_utc(gone['time'])} UTC by {gone.get('user') or '?'})" if gone
+                 else " (in force when exported: kept from retention)")
+        out.append(line)
+    return ["", "## Legal holds", "", *out] if out else []
+
+
+def render(rows: list[dict[str, Any]], notes: list[dict[str, Any]], selection: str,
+           retention: list[dict[str, Any]] | None = None) -> str:
+    """Rows of the `spans` view of every exported trace; notes from the workspace;
+    `retention`: the retention log entries the bundle carries (holds listed last)."""
     by_trace: dict[str, list[dict[str, Any]]] = {}
     for r in rows:
         by_trace.setdefault(r["trace_id"], []).append(r)
@@ -320,4 +342,5 @@ def render(rows: list[dict[str, Any]], notes: list[dict[str, Any]], selection: s
                        f"{n.get('user')} in “{n.get('incident')}”{where}: {n.get('text')}")
     else:
         out.append("None recorded in the workspace for these traces.")
+    out += _holds(retention or [])
     return "\n".join(out) + "\n"

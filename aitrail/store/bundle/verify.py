@@ -63,7 +63,10 @@ PROBLEMS = {
     "row_proof": "a row digest is not in its source file's row root",
     "row_tenant": "a row's tenant is not the one of the file that proves it",
     "otlp_mismatch": "the OTLP/JSON lines are not what the rows encode to",
+    "retention_invalid": "a retention policy or legal hold entry that cannot be read or is "
+                         "not in the retention log as the checkpoint signed it",
 }
+RETENTION_LOG = "retention"  # holds.py (not imported: it needs pyarrow compute and more)
 
 
 @dataclass
@@ -89,6 +92,8 @@ class BundleReport:
     exported_by: str | None = None
     exported_at: str | None = None
     selection: dict | None = None
+    holds: list[dict] = field(default_factory=list)  # legal holds over these traces
+    policy: dict | None = None  # the retention policy recorded when exported
     seconds: float = 0.0
 
     @property
@@ -108,7 +113,8 @@ class BundleReport:
                 "key_fingerprint": self.fingerprint, "key_pinned": self.pinned,
                 "origin": self.origin, "checkpoint_time": self.checkpoint_time,
                 "exported_by": self.exported_by, "exported_at": self.exported_at,
-                "selection": self.selection, "seconds": round(self.seconds, 3)}
+                "selection": self.selection, "holds": self.holds,
+                "retention_policy": self.policy, "seconds": round(self.seconds, 3)}
 
 
 def pinned_fingerprint(value: str) -> str:
@@ -211,6 +217,42 @@ def _check_sources(manifest: dict, cp: keys.Checkpoint, report: BundleReport
     return out
 
 
+def _check_retention(manifest: dict, cp: keys.Checkpoint, report: BundleReport) -> None:
+    """Each retention entry must be a leaf of the retention log the checkpoint signed."""
+    events = manifest.get("retention", [])
+    if not isinstance(events, list):
+        report.add("retention_invalid", MANIFEST, "`retention` is not a list")
+        return
+    holds: dict[str, dict] = {}
+    for n, ev in enumerate(events):
+        where = f"retention entry {n}"
+        try:
+            line = ev["entry"].encode()
+            e = orjson.loads(line)
+            index, proof = ev["index"], [bytes.fromhex(h) for h in ev["proof"]]
+            if ev.get("log") != RETENTION_LOG or not isinstance(index, int) or \
+                    e.get("kind") not in ("policy", "hold", "release"):
+                raise ValueError("not a policy, hold or release entry of the retention log")
+        except (KeyError, TypeError, ValueError, AttributeError, orjson.JSONDecodeError) as x:
+            report.add("retention_invalid", where, str(x))
+            continue
+        size, root = cp.logs.get(RETENTION_LOG, (0, b""))
+        if not merkle.verify_inclusion(merkle.leaf_hash(line), index, size, proof, root):
+            report.add("retention_invalid", where, f"not leaf {index} of the retention log "
+                       f"as the checkpoint signed it ({size} entries)")
+            continue
+        if e["kind"] == "policy":
+            report.policy = {k: e.get(k) for k in ("mode", "retention_days", "tenants")}
+        elif e["kind"] == "hold":
+            holds[e.get("hold")] = {"id": e.get("hold"), "select": e.get("select"),
+                                    "reason": e.get("reason"), "user": e.get("user"),
+                                    "time": e.get("time"), "released": None}
+        elif e.get("hold") in holds:
+            holds[e["hold"]]["released"] = {"user": e.get("user"),
+                                            "reason": e.get("reason"), "time": e.get("time")}
+    report.holds = list(holds.values())
+
+
 def _check_rows(ds: str, data: bytes, records: list, columns: list,
                 sources: list[dict | None], report: BundleReport) -> pa.Table | None:
     name = DATASETS[ds]
@@ -291,6 +333,7 @@ def verify_files(files: dict[str, bytes], pinned: str | None = None) -> BundleRe
     _check_signature(files, cp, report)
     _check_files(files, manifest["files"], report)
     sources = _check_sources(manifest, cp, report)
+    _check_retention(manifest, cp, report)
     spans = None
     for ds, name in DATASETS.items():
         records = manifest["rows"].get(ds)

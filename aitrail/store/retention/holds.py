@@ -20,11 +20,12 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from ..errors import BadInput, NotFound
-from ..integrity.log import leaf_log
+from ..integrity.log import INTEGRITY_DIR, leaf_log
 
 RETENTION_LOG = "retention"
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,79}$")
@@ -244,3 +245,35 @@ class HoldMatcher:
             if pc.any(mask).as_py():
                 out.append(hid)
         return out
+
+
+def retention_events(root: Path, trace_ids: set[str], services: dict[str, tuple[int, int]]
+                     ) -> list[tuple[int, bytes]]:
+    """(leaf index, exact line) of the retention log entries a bundle of these traces should
+    carry: the policy last recorded, and every hold (with its release) that covers one of
+    the traces or, for a service hold, one of `services` (service -> (first, last) ns)
+    over its time range."""
+    path = Path(root) / INTEGRITY_DIR / RETENTION_LOG / "log"
+    try:
+        lines = path.read_bytes().split(b"\n")[:-1]
+    except FileNotFoundError:
+        return []
+    entries = []
+    for i, line in enumerate(lines):
+        with contextlib.suppress(ValueError):
+            entries.append((i, line, orjson.loads(line)))
+    policy = [(i, line) for i, line, e in entries if e.get("kind") == "policy"][-1:]
+    held: set[str] = set()
+    for h in read_holds(root):
+        s = h.select
+        if s.get("service"):
+            span = services.get(s["service"])
+            covers = span is not None and (s.get("since") is None or span[1] >= s["since"]) \
+                and (s.get("until") is None or span[0] < s["until"])
+        else:
+            covers = bool(resolve(root, h) & trace_ids)
+        if covers:
+            held.add(h.id)
+    events = [(i, line) for i, line, e in entries
+              if e.get("kind") in ("hold", "release") and e.get("hold") in held]
+    return sorted(policy + events)
