@@ -116,6 +116,16 @@ def request_from_protobuf(data: bytes) -> ExportTraceServiceRequest:
         raise BadInput(f"malformed protobuf: {e}") from None
 
 
+def logs_request_to_json(req: Any) -> bytes:
+    """An ExportLogsServiceRequest as a line of OTLP/JSON (hex ids, as the file exporter)."""
+    doc = json_format.MessageToDict(req, use_integers_for_enums=True)
+    for rl in doc.get("resourceLogs") or ():
+        for sl in rl.get("scopeLogs") or ():
+            for lr in sl.get("logRecords") or ():
+                _convert_ids(lr, _b64_to_hex, "")
+    return orjson.dumps(doc)
+
+
 def request_to_json(req: ExportTraceServiceRequest) -> bytes:
     """One request as a line of OTLP/JSON, as the OTel Collector's file exporter writes it."""
     doc = json_format.MessageToDict(req, use_integers_for_enums=True)

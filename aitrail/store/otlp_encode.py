@@ -6,9 +6,10 @@ from collections.abc import Iterable
 from typing import Any
 
 import orjson
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
-from .anyvalue import dict_to_attrs
+from .anyvalue import dict_to_attrs, from_py
 
 
 def _load(text: str | None) -> Any:
@@ -78,4 +79,50 @@ def rows_to_request(rows: Iterable[dict[str, Any]]) -> ExportTraceServiceRequest
             link.dropped_attributes_count = ln["dropped_attributes_count"]
             link.flags = ln["flags"]
         sp.dropped_links_count = row["dropped_links_count"] or 0
+    return req
+
+
+def log_rows_to_request(rows: Iterable[dict[str, Any]]) -> ExportLogsServiceRequest:
+    """Stored log record rows -> the request that carried them (log_records.py kept every
+    field; `event_name` was filled from the `event.name` attribute when the field was
+    empty, so it is set only where it differs from that attribute)."""
+    req = ExportLogsServiceRequest()
+    resources: dict[tuple, Any] = {}
+    scopes: dict[tuple, Any] = {}
+    for row in rows:
+        rkey = (row["resource_attributes"], row["resource_dropped_attributes_count"],
+                row["resource_schema_url"])
+        rl = resources.get(rkey)
+        if rl is None:
+            rl = resources[rkey] = req.resource_logs.add()
+            dict_to_attrs(_load(row["resource_attributes"]) or {}, rl.resource.attributes)
+            rl.resource.dropped_attributes_count = row["resource_dropped_attributes_count"] or 0
+            rl.schema_url = row["resource_schema_url"] or ""
+        skey = (rkey, row["scope_name"], row["scope_version"], row["scope_attributes"],
+                row["scope_dropped_attributes_count"], row["scope_schema_url"])
+        sl = scopes.get(skey)
+        if sl is None:
+            sl = scopes[skey] = rl.scope_logs.add()
+            sl.scope.name = row["scope_name"] or ""
+            sl.scope.version = row["scope_version"] or ""
+            dict_to_attrs(_load(row["scope_attributes"]) or {}, sl.scope.attributes)
+            sl.scope.dropped_attributes_count = row["scope_dropped_attributes_count"] or 0
+            sl.schema_url = row["scope_schema_url"] or ""
+        lr = sl.log_records.add()
+        if row["trace_id"]:
+            lr.trace_id = bytes(row["trace_id"])
+        if row["span_id"]:
+            lr.span_id = bytes(row["span_id"])
+        lr.time_unix_nano = row["time_unix_nano"] or 0
+        lr.observed_time_unix_nano = row["observed_time_unix_nano"] or 0
+        lr.severity_number = row["severity_number"] or 0
+        lr.severity_text = row["severity_text"] or ""
+        attrs = _load(row["attributes"]) or {}
+        if row["event_name"] and attrs.get("event.name") != row["event_name"]:
+            lr.event_name = row["event_name"]
+        if row["body"] is not None:
+            from_py(orjson.loads(row["body"]), lr.body)
+        dict_to_attrs(attrs, lr.attributes)
+        lr.dropped_attributes_count = row["dropped_attributes_count"] or 0
+        lr.flags = row["flags"] or 0
     return req

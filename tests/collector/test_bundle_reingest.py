@@ -123,3 +123,78 @@ def test_log_records_travel_with_their_trace_and_still_join_after_import(tmp_pat
         assert "Where is my refund?" in before[0]["input_messages"]
         assert st.sql("select * from logs").rows == logs_before
     assert verify_store(target).ok
+
+
+def _stored_logs(root: Path) -> list[dict]:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    tables = [pq.read_table(p) for p in sorted(root.glob("logs/*/*/*/*.parquet"))]
+    return pa.concat_tables(tables).sort_by("time_unix_nano").to_pylist()
+
+
+def test_bundle_log_lines_parse_and_re_ingest_over_grpc_unchanged(tmp_path: Path) -> None:
+    """logs.otlp.jsonl: one ExportLogsServiceRequest per trace, which the real collector's
+    LogsService stores as the very rows the bundle came from."""
+    from opentelemetry.exporter.otlp.proto.grpc._log_exporter import OTLPLogExporter
+    from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+    from opentelemetry.proto.collector.logs.v1.logs_service_pb2_grpc import LogsServiceStub
+    from opentelemetry.sdk._logs import LoggerProvider
+    from opentelemetry.sdk._logs.export import SimpleLogRecordProcessor
+    from opentelemetry.sdk.resources import Resource
+
+    from aitrail.store.otlp_decode import logs_request_to_json
+
+    source = tmp_path / "source"
+    collector = start_collector(source)
+    try:
+        lp = LoggerProvider(resource=Resource.create({"service.name": "reply-drafter"}))
+        lp.add_log_record_processor(SimpleLogRecordProcessor(OTLPLogExporter(
+            endpoint=f"127.0.0.1:{collector.grpc_port}", insecure=True)))
+        from opentelemetry.sdk.trace import TracerProvider
+
+        tracer = TracerProvider().get_tracer("acme")  # gives the records trace and span ids
+        with tracer.start_as_current_span("chat") as span:
+            lp.get_logger("acme").emit(event_name="gen_ai.user.message",
+                                       body={"content": "Where is my refund?", "n": [1, 2.5]},
+                                       attributes={"gen_ai.system": "openai"})
+            lp.get_logger("acme").emit(body="plain text", severity_text="WARN",
+                                       attributes={"event.name": "from.attribute"})
+            tid = format(span.get_span_context().trace_id, "032x")
+        lp.shutdown()
+        collector.pipeline.flush()
+    finally:
+        collector.stop(grace_s=1)
+    # Export selects traces by their spans: store one for the records' trace.
+    span_req = json_format.ParseDict(hex_ids_to_base64({"resourceSpans": [{"scopeSpans": [{
+        "spans": [{"traceId": tid, "spanId": "00f067aa0ba902b7", "name": "chat",
+                   "startTimeUnixNano": "1", "endTimeUnixNano": "2"}]}]}]}),
+        ExportTraceServiceRequest())
+    ing = Ingester(source)
+    ing.add(span_req)
+    assert ing.close().ok
+    with Store(source) as st:
+        bundle = export(st, Workspace(source, "t"), Selection("trace", [tid]),
+                        tmp_path / "bundle", as_dir=True).path
+    original = _stored_logs(source)
+    [line] = (bundle / "logs.otlp.jsonl").read_bytes().splitlines()
+    doc = json.loads(line)
+    for rl in doc["resourceLogs"]:
+        for sl in rl["scopeLogs"]:
+            for lr in sl["logRecords"]:
+                for key in ("traceId", "spanId"):
+                    lr[key] = base64.b64encode(bytes.fromhex(lr[key])).decode()
+    req = json_format.ParseDict(doc, ExportLogsServiceRequest(), ignore_unknown_fields=False)
+    assert logs_request_to_json(req) == line
+    assert len(original) == 2
+
+    target = tmp_path / "target"
+    collector = start_collector(target)
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{collector.grpc_port}") as channel:
+            resp = LogsServiceStub(channel).Export(req, timeout=10)
+            assert resp.partial_success.rejected_log_records == 0
+        collector.pipeline.flush()
+    finally:
+        collector.stop(grace_s=1)
+    assert _stored_logs(target) == original  # every stored column, not only the view's

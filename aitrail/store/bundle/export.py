@@ -2,6 +2,7 @@
 
     spans.parquet        the stored span rows, exactly (plus their tenant)
     logs.parquet         the stored log records of those traces (if any)
+    logs.otlp.jsonl      the log records as OTLP/JSON lines (if any)
     traces.otlp.jsonl    the spans as OTLP/JSON lines, as the Collector's file exporter writes
     timeline.md          the narrative of each AI-influenced change, for the postmortem
     checkpoint           a signed checkpoint of the store's integrity logs
@@ -41,6 +42,7 @@ from .layout import (
     CHECKPOINT,
     FORMAT,
     LOGS,
+    LOGS_JSONL,
     MANIFEST,
     SIGNATURE,
     SPANS,
@@ -49,7 +51,7 @@ from .layout import (
     TRACES_JSONL,
     signed_message,
 )
-from .otlp import trace_lines
+from .otlp import log_lines, trace_lines
 from .proofs import Tree
 
 Selection = collect.Selection
@@ -172,6 +174,7 @@ def build(store: Store, workspace: Workspace, selection: Selection,
                                CHECKPOINT: cp.encode()}
     if logs is not None:
         files[LOGS] = _parquet(logs)
+        files[LOGS_JSONL] = log_lines(logs)
     if progress:
         progress("writing the timeline", 0, 1)
     # The `spans` view over the collected rows, in one query (per trace: ~15 ms each).

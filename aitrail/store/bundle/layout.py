@@ -12,6 +12,7 @@ CHECKPOINT = "checkpoint"
 SPANS = "spans.parquet"
 LOGS = "logs.parquet"
 TRACES_JSONL = "traces.otlp.jsonl"
+LOGS_JSONL = "logs.otlp.jsonl"
 TIMELINE = "timeline.md"
 DATASETS = {"spans": SPANS, "logs": LOGS}
 # The hive partition key a bundle row carries beside its stored columns: it is not part of

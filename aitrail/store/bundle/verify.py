@@ -38,6 +38,8 @@ from .layout import (
     CHECKPOINT,
     DATASETS,
     FORMAT,
+    LOGS,
+    LOGS_JSONL,
     MANIFEST,
     SIGNATURE,
     SPANS,
@@ -45,7 +47,7 @@ from .layout import (
     TRACES_JSONL,
     signed_message,
 )
-from .otlp import trace_lines
+from .otlp import log_lines, trace_lines
 
 PROBLEMS = {
     "manifest_corrupt": "manifest.json is missing or not a bundle manifest",
@@ -334,7 +336,7 @@ def verify_files(files: dict[str, bytes], pinned: str | None = None) -> BundleRe
     _check_files(files, manifest["files"], report)
     sources = _check_sources(manifest, cp, report)
     _check_retention(manifest, cp, report)
-    spans = None
+    spans = logs = None
     for ds, name in DATASETS.items():
         records = manifest["rows"].get(ds)
         if records is None and name not in files:
@@ -352,16 +354,20 @@ def verify_files(files: dict[str, bytes], pinned: str | None = None) -> BundleRe
             report.traces = len(set(zip(table.column(TENANT_COLUMN).to_pylist(),
                                         table.column("trace_id").to_pylist(), strict=True)))
         else:
+            logs = table
             report.logs = table.num_rows
-    if spans is not None:
+    for table, encode, jsonl, name in ((spans, trace_lines, TRACES_JSONL, SPANS),
+                                       (logs, log_lines, LOGS_JSONL, LOGS)):
+        if table is None:
+            continue
         try:
-            same = trace_lines(spans) == files.get(TRACES_JSONL)
+            same = encode(table) == files.get(jsonl)
         except (ValueError, TypeError, KeyError, AttributeError, OverflowError) as e:
             # Rows changed into something that is not even encodable (reported above too).
-            same, why = False, f"the rows of {SPANS} do not encode to OTLP: {e}"
+            same, why = False, f"the rows of {name} do not encode to OTLP: {e}"
         else:
-            why = f"differs from the OTLP/JSON of {SPANS}"
+            why = f"differs from the OTLP/JSON of {name}"
         if not same:
-            report.add("otlp_mismatch", TRACES_JSONL, why)
+            report.add("otlp_mismatch", jsonl, why)
     report.seconds = time.perf_counter() - t0
     return report
