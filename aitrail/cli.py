@@ -574,9 +574,10 @@ def cmd_verify(args, root: Path, _config) -> int:
 BUNDLE_EPILOG = """\
 A bundle holds: spans.parquet (the stored rows), logs.parquet (their log records, if any),
 traces.otlp.jsonl (OTLP/JSON lines, as the OpenTelemetry Collector's file exporter writes
-them: open it in any OTLP tool or `aitrail ingest` it), timeline.md (the narrative for the
-postmortem), checkpoint (the store's signed integrity checkpoint), manifest.json (every
-file's SHA-256, every row's digest and inclusion proof) and manifest.sig.
+them: open it in any OTLP tool or `aitrail ingest` it), logs.otlp.jsonl (the log records
+likewise), timeline.md (the narrative for the postmortem), checkpoint (the store's signed
+integrity checkpoint), manifest.json (every file's SHA-256, every row's digest and inclusion
+proof, the legal holds over these traces) and manifest.sig.
 
 Examples:
   aitrail export --change chg-billing-migration-4821 -o chg-4821.tar.gz
