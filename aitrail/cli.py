@@ -735,13 +735,13 @@ def cmd_token(args, _root: Path, _config) -> int:
     return EXIT_OK
 
 
-def cmd_tui(args, root: Path, _config) -> int:
+def cmd_tui(args, root: Path, config) -> int:
     from .tui.app import make_app
 
     if not sys.stdout.isatty():
         _err("tui needs a terminal")
         return EXIT_USAGE
-    make_app(root, incident=args.incident).run()
+    make_app(root, incident=args.incident, features=config.features).run()
     return EXIT_OK
 
 

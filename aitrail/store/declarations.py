@@ -60,7 +60,7 @@ class Declaration:
     feature: str
     description: str | None = None
     owner: str | None = None
-    model_provider: str | None = None
+    providers: tuple[str, ...] | None = None  # model_provider: one name or a list
     models: tuple[str, ...] | None = None
     retrieval_source: str | None = None
     permission_key: str | None = None
@@ -181,7 +181,10 @@ def parse_declaration(text: str, source: str = "<declaration>") -> Declaration:
                 raise fail(field, "must be text")
             out[field] = data[field]
     if data.get("model_provider") is not None:
-        out["model_provider"] = text_of("model_provider", data["model_provider"]).lower()
+        p = data["model_provider"]
+        out["providers"] = tuple(x.lower() for x in (
+            (text_of("model_provider", p),) if isinstance(p, str)
+            else names("model_provider", p)))
     if data.get("model") is not None:
         m = data["model"]
         out["models"] = (text_of("model", m),) if isinstance(m, str) else names("model", m)

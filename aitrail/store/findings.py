@@ -75,7 +75,7 @@ _LIST = pa.list_(pa.string())
 _DECL_SCHEMA = pa.schema([
     ("feature", pa.string()), ("version", pa.string()), ("declared_at", _TS),
     ("effective_from", _TS), ("declared_by", pa.string()), ("file", pa.string()),
-    ("model_provider", pa.string()), ("models", _LIST), ("retrieval_source", pa.string()),
+    ("model_provider", _LIST), ("models", _LIST), ("retrieval_source", pa.string()),
     ("permission_key", pa.string()), ("human_review_required", pa.bool_()),
     ("allowed_actions", _LIST), ("forbidden_inputs", _LIST), ("forbidden_classes", _LIST),
     ("prompts", pa.string()), ("retention_days", pa.int32()), ("kill_switch", pa.string()),
@@ -103,7 +103,7 @@ def _decl_table(versions: list[Version]) -> pa.Table:
         rows.append({
             "feature": d.feature, "version": v.version, "declared_at": v.declared_at,
             "effective_from": v.effective_from, "declared_by": v.declared_by, "file": v.file,
-            "model_provider": d.model_provider,
+            "model_provider": list(d.providers) if d.providers is not None else None,
             "models": list(d.models) if d.models is not None else None,
             "retrieval_source": d.retrieval_source, "permission_key": d.permission_key,
             "human_review_required": d.human_review_required,

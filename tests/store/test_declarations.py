@@ -31,8 +31,8 @@ rollback: {kill_switch: feature_flag_support_ai, fallback: template_replies}
 
 def test_the_issue_example_parses_into_every_field():
     d = parse_declaration(EXAMPLE)
-    assert (d.feature, d.model_provider, d.models, d.retrieval_source) == (
-        "support-agent-suggested-replies", "openai", ("gpt-4.1",), "permissioned_rag_v2")
+    assert (d.feature, d.providers, d.models, d.retrieval_source) == (
+        "support-agent-suggested-replies", ("openai",), ("gpt-4.1",), "permissioned_rag_v2")
     assert d.human_review_required is True and d.allowed_actions == ("draft_text",)
     assert (d.prompts, d.retention_days, d.kill_switch, d.fallback) == (
         "stored_redacted", 30, "feature_flag_support_ai", "template_replies")
