@@ -80,7 +80,7 @@ _DECL_SCHEMA = pa.schema([
     ("allowed_actions", _LIST), ("forbidden_inputs", _LIST), ("forbidden_classes", _LIST),
     ("prompts", pa.string()), ("retention_days", pa.int32()), ("kill_switch", pa.string()),
     ("fallback", pa.string()), ("declared_ns", pa.uint64()), ("effective_ns", pa.uint64()),
-    ("applies_from_ns", pa.uint64()),
+    ("applies_from_ns", pa.uint64()), ("decl_id", pa.int64()), ("scans_text", pa.bool_()),
 ])
 
 
@@ -97,7 +97,7 @@ def _decl_table(versions: list[Version]) -> pa.Table:
         first[v.feature] = min(first.get(v.feature, _ns(v.effective_from)),
                                _ns(v.effective_from))
     rows: list[dict[str, Any]] = []
-    for v in versions:
+    for i, v in enumerate(versions):
         d = v.declaration
         eff = _ns(v.effective_from)
         rows.append({
@@ -117,6 +117,9 @@ def _decl_table(versions: list[Version]) -> pa.Table:
             "kill_switch": d.kill_switch, "fallback": d.fallback,
             "declared_ns": _ns(v.declared_at), "effective_ns": eff,
             "applies_from_ns": 0 if eff == first[d.feature] else eff,
+            "decl_id": i,
+            # the secret-shape scan serves forbidden_input and content_unredacted only
+            "scans_text": bool(d.forbidden_classes) or d.prompts == "stored_redacted",
         })
     return pa.Table.from_pylist(rows, schema=_DECL_SCHEMA)
 

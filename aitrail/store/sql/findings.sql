@@ -51,10 +51,11 @@ WITH linked AS (
             OR s.system_instructions IS NOT NULL) AS has_content,
         -- What went in (attributes, events, prompts, tool arguments), not outputs or
         -- retrieved documents: scanning every text column cost 2.3x as much (30k spans).
-        CASE WHEN _secret_candidate(s.attributes) OR _secret_candidate(s.events)
+        CASE WHEN (m.feature IS NOT NULL OR contains(s.attributes, '"aitrail.feature"'))
+                  AND (_secret_candidate(s.attributes) OR _secret_candidate(s.events)
                   OR _secret_candidate(s.input_messages)
                   OR _secret_candidate(s.system_instructions)
-                  OR _secret_candidate(s.tool_arguments)
+                  OR _secret_candidate(s.tool_arguments))
              THEN concat_ws(' ', s.attributes, s.events, s.input_messages,
                             s.system_instructions, s.tool_arguments) END AS secret_text
     FROM _spans s LEFT JOIN _feature_services m ON m.service_name = s.service_name
@@ -63,29 +64,38 @@ fs AS MATERIALIZED (
     SELECT l.tenant, l.trace_id, l.span_id, l.name, l.service_name, l.ai_kind,
         l.start_time_unix_nano AS start_ns, l.status_code, l.tool_name, l.change_id,
         l.change_kind, l.change_action, l.provider, l.request_model, l.response_model,
-        l.redactions, l.data_source, l.feature, l.has_content, d.version,
+        l.redactions, l.data_source, l.feature, l.has_content, d.version, d.decl_id,
         l.start_time_unix_nano >= d.effective_ns AS in_force,
-        d.model_provider, d.models, d.retrieval_source, d.permission_key,
-        d.human_review_required, d.allowed_actions, d.forbidden_classes, d.prompts,
-        d.kill_switch, d.fallback,
-        CASE WHEN d.permission_key IS NOT NULL THEN l.documents END AS documents,
+        -- Only documents that carry the permission key at all are parsed (a retrieval's
+        -- documents are its largest column: parsing them all cost 3 s per 1M spans).
+        CASE WHEN d.permission_key IS NOT NULL
+                  AND contains(l.documents, '"' || d.permission_key || '"')
+             THEN l.documents END AS documents,
         CASE WHEN d.permission_key IS NOT NULL AND l.r_attributes IS NOT NULL
+                  AND contains(l.documents, '"' || d.permission_key || '"')
              THEN coalesce(
                 json_extract_string(l.r_attributes, '$."' || d.permission_key || '"'),
                 json_extract_string(json_extract_string(l.r_attributes, '$.metadata'),
                                     '$."' || d.permission_key || '"')) END AS scope_value,
-        CASE WHEN l.secret_text IS NOT NULL
-                  AND (len(d.forbidden_classes) > 0 OR d.prompts = 'stored_redacted')
+        CASE WHEN l.secret_text IS NOT NULL AND d.scans_text
              THEN _unmasked(l.secret_text) ELSE [] END AS unmasked,
         d.fallback IS NOT NULL AND (l.name = d.fallback OR l.fallback_of = d.fallback)
             AS is_fallback
     FROM linked l ASOF JOIN _decl d
         ON l.feature = d.feature AND l.start_time_unix_nano >= d.applies_from_ns
 ),
+-- The declared fields join back by version only where a rule reads them: carrying the
+-- lists (models, allowed actions, classes) on every materialized span cost ~3 s per 1M.
+fsd AS (
+    SELECT fs.*, d.model_provider, d.models, d.retrieval_source, d.human_review_required,
+        d.allowed_actions, d.forbidden_classes, d.prompts, d.kill_switch, d.fallback,
+        d.permission_key
+    FROM fs JOIN _decl d USING (decl_id)
+),
 actions AS (
     SELECT *, CASE WHEN ai_kind = 'tool' THEN coalesce(tool_name, name)
                    ELSE concat_ws('.', change_kind, change_action) END AS action
-    FROM fs WHERE allowed_actions IS NOT NULL AND ai_kind IN ('tool', 'change')
+    FROM fsd WHERE allowed_actions IS NOT NULL AND ai_kind IN ('tool', 'change')
 ),
 r_action AS (
     SELECT 'action_not_allowed' AS rule, tenant, feature, version, in_force, start_ns,
@@ -106,7 +116,7 @@ needs_review AS (
                               AND change_action IS NOT NULL) AS acted_ns,
         arg_min(_ev(trace_id, span_id), start_ns) FILTER (WHERE ai_kind IN ('tool', 'change')
                               AND change_action IS NOT NULL) AS acted_ev
-    FROM fs WHERE human_review_required AND change_id IS NOT NULL
+    FROM fsd WHERE human_review_required AND change_id IS NOT NULL
     GROUP BY tenant, change_id, feature
 ),
 change_facts AS (
@@ -168,7 +178,7 @@ r_model AS (
             CASE WHEN request_model IS NOT NULL AND NOT _model_ok(request_model, models)
                  THEN request_model ELSE response_model END,
             feature, array_to_string(models, ', ')) AS explanation
-    FROM fs
+    FROM fsd
     WHERE ai_kind = 'llm' AND models IS NOT NULL
       AND ((request_model IS NOT NULL AND NOT _model_ok(request_model, models))
            OR (response_model IS NOT NULL AND NOT _model_ok(response_model, models)))
@@ -182,7 +192,7 @@ r_provider AS (
             coalesce(service_name, '?'), ai_kind, provider, feature,
             array_to_string(model_provider, ', '))
             AS explanation
-    FROM fs
+    FROM fsd
     WHERE ai_kind IN ('llm', 'embedding') AND model_provider IS NOT NULL
       AND provider IS NOT NULL AND NOT list_contains(model_provider, lower(provider))
 ),
@@ -191,7 +201,7 @@ forbidden AS (
         coalesce(list_transform(from_json(redactions, '[{"class": "VARCHAR"}]'),
                                 lambda e: e.class), []) || unmasked,
         forbidden_classes))) AS hit
-    FROM fs
+    FROM fsd
     WHERE len(forbidden_classes) > 0 AND (redactions IS NOT NULL OR len(unmasked) > 0)
 ),
 r_forbidden AS (
@@ -217,7 +227,7 @@ r_unredacted AS (
                'turn those classes on in [redaction] for this service and purge these spans',
             array_to_string(list_sort(list_distinct(flatten(list(unmasked)))), ', '),
             count(*), feature) AS explanation
-    FROM fs WHERE prompts = 'stored_redacted' AND len(unmasked) > 0
+    FROM fsd WHERE prompts = 'stored_redacted' AND len(unmasked) > 0
     GROUP BY tenant, trace_id, feature
 ),
 r_stored AS (
@@ -229,7 +239,7 @@ r_stored AS (
         format('prompts or outputs of {} are stored in {} span(s) although it declares '
                'prompts not_stored: turn content capture off (or [redaction] drop) for this '
                'service', feature, count(*)) AS explanation
-    FROM fs WHERE prompts = 'not_stored' AND has_content
+    FROM fsd WHERE prompts = 'not_stored' AND has_content
     GROUP BY tenant, trace_id, feature
 ),
 latest AS (
@@ -274,14 +284,14 @@ r_kill AS (
         format('{} ran {} AI step(s) after its kill switch {} evaluated off in this trace: '
                'the switch does not gate this path; make it, and check what those steps did',
             a.feature, count(*), any_value(a.kill_switch)) AS explanation
-    FROM fs a JOIN offs o
+    FROM fsd a JOIN offs o
         ON a.tenant = o.tenant AND a.trace_id = o.trace_id AND a.kill_switch = o.flag
        AND a.start_ns >= o.off_ns AND a.span_id <> o.off_span
     WHERE a.ai_kind IN ('llm', 'embedding', 'retrieval', 'rerank', 'tool', 'agent')
     GROUP BY a.tenant, a.trace_id, a.feature
 ),
 errs AS (
-    SELECT * FROM fs e
+    SELECT * FROM fsd e
     WHERE e.fallback IS NOT NULL AND e.ai_kind IN ('llm', 'embedding') AND e.status_code = 2
       AND NOT EXISTS (
         SELECT 1 FROM fs r
@@ -305,7 +315,7 @@ permission AS (
         json_extract_string(doc, '$.metadata."' || permission_key || '"') IS NOT NULL
         AND json_extract_string(doc, '$.metadata."' || permission_key || '"') <> scope_value)
         AS outside
-    FROM fs
+    FROM fsd
     WHERE documents IS NOT NULL AND scope_value IS NOT NULL AND json_valid(documents)
       AND json_type(documents) = 'ARRAY'
 ),
@@ -328,7 +338,7 @@ r_source AS (
         format('{} retrieved from {} but {} declares retrieval from {}: declare the source '
                'after checking its permissions, or stop using it',
             coalesce(service_name, '?'), data_source, feature, retrieval_source) AS explanation
-    FROM fs
+    FROM fsd
     WHERE ai_kind IN ('retrieval', 'rerank') AND retrieval_source IS NOT NULL
       AND data_source IS NOT NULL AND data_source <> retrieval_source
 ),
