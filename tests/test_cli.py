@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from aitrail.cli import main
+from aitrail.store.declarations import read_declaration
 from aitrail.store.redaction import key_path
 
 from .conftest import SAMPLES
@@ -255,7 +256,9 @@ def test_declare_then_findings_names_the_oncall_restart(sample_store, tmp_path, 
     assert main([*base, "sql", "select count(*) as n from findings", "--format", "json"]) == 0
     assert json.loads(capsys.readouterr().out)[0]["n"] >= 8
     assert main([*base, "declarations", "--feature", "devhelper-answers"]) == 0
-    assert "5ccc24a11906" in capsys.readouterr().out
+    version = read_declaration(Path(decls[3]))[0].version  # 04: the devhelper bot
+    listed = capsys.readouterr().out
+    assert version in listed and listed.count("devhelper-answers") == 1
 
 
 def test_declare_reports_file_line_field_and_keeps_the_good_ones(tmp_path, capsys):
