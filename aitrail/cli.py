@@ -81,8 +81,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("sql", help="run one read-only SQL query over the views",
                        description="Run one SELECT over the views spans, ai_calls, documents, "
-                       "decisions, changes (docs/schema.md). Only the store can be read; "
-                       "nothing can be written.")
+                       "decisions, changes, findings, declarations (docs/schema.md). Only the "
+                       "store can be read; nothing can be written.")
     s.add_argument("query")
     s.add_argument("--limit", type=int, default=1000, help="rows to print (default 1000)")
     _add_format(s)
@@ -120,6 +120,47 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("changes", help="list AI-influenced changes")
     s.add_argument("--limit", type=int, default=50)
+    _add_format(s)
+
+    s = sub.add_parser(
+        "declare", help="record AI change declarations (ai_change.yaml), versioned",
+        description="Validate each YAML declaration (docs/declarations.md) and record it in "
+        "the store's declaration log, with its version (a hash of its content), the time and "
+        "who declared it. Every version is kept; a finding names the version in force when "
+        "its span happened. Declaring unchanged content again records nothing. A bad file is "
+        "reported as FILE:LINE: field: problem and the others are still recorded (exit code "
+        "1). Spans belong to a feature by their aitrail.feature attribute, or by service "
+        "name through [features] in aitrail.toml.")
+    s.add_argument("files", nargs="+", type=Path, metavar="FILE")
+    s.add_argument("--effective", type=_parse_time, metavar="TIME",
+                   help="in force from this time (ISO time or age; default: now). For a "
+                   "record the team agreed before it was first declared here")
+    s.add_argument("--check", action="store_true",
+                   help="validate only; record nothing (for CI on the declarations' repo)")
+    _add_format(s)
+
+    s = sub.add_parser("declarations", help="list recorded declaration versions",
+                       description="Every recorded version of every feature's declaration, "
+                       "oldest first: version, when declared, in force from, by whom, file.")
+    s.add_argument("--feature", help="only this feature")
+    _add_format(s)
+
+    s = sub.add_parser(
+        "findings", help="where the stored spans break the declarations",
+        description="Evaluate the stored spans against the declaration version in force when "
+        "each happened, and list every finding, newest first: rule, severity, feature, "
+        "version, evidence spans and what to do. Rules: " + ", ".join(
+            r.name for r in _rules()) + " (docs/declarations.md explains each). Also the "
+        "SQL view `findings` (aitrail sql \"select * from findings\").")
+    s.add_argument("--since", type=_parse_time, help="findings at or after this time (ISO "
+                   "time or age: 30m, 6h, 7d)")
+    s.add_argument("--until", type=_parse_time, help="findings before this time")
+    s.add_argument("--feature", help="only this feature")
+    s.add_argument("--rule", choices=[r.name for r in _rules()], metavar="RULE",
+                   help="only this rule")
+    s.add_argument("--at", type=_parse_time, metavar="TIME",
+                   help="judge retention as of this time (default: now)")
+    s.add_argument("--limit", type=int, default=500, help="findings to list (default 500)")
     _add_format(s)
 
     s = sub.add_parser("serve", help="run the OTLP collector (gRPC :4317, HTTP :4318)",
@@ -298,6 +339,12 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _rules():
+    from .store.findings import RULES
+
+    return RULES
+
+
 def _store_root(args: argparse.Namespace, config) -> Path:
     from .store.config import default_store
 
@@ -372,8 +419,11 @@ def _open(root: Path):
     return store
 
 
-def cmd_sql(args, root: Path, _config) -> int:
+def cmd_sql(args, root: Path, config) -> int:
+    from .store.findings import attach_findings
+
     with _open(root) as st:
+        attach_findings(st, config.features)  # views `findings` and `declarations`
         res = st.sql(args.query, limit=args.limit)
     print_rows(res.columns, res.rows, args.format, res.truncated, json_columns=res.json_columns)
     return EXIT_OK
@@ -481,6 +531,87 @@ def cmd_changes(args, root: Path, _config) -> int:
     cols = ["change_id", "kinds", "first_seen", "services", "verdicts", "reviewers", "errors",
             "spans"] if args.format == "table" else res.columns
     print_rows(cols, res.rows, args.format, res.truncated)
+    return EXIT_OK
+
+
+def cmd_declare(args, root: Path, _config) -> int:
+    from .store.declarations import DeclarationError, DeclarationLog, read_declaration
+
+    log = DeclarationLog(root)
+    out, errors = [], 0
+    for path in args.files:
+        try:
+            decl, text = read_declaration(path)
+        except DeclarationError as e:
+            _err(str(e))
+            errors += 1
+            continue
+        if args.check:
+            out.append({"file": str(path), "feature": decl.feature, "version": decl.version,
+                        "status": "valid"})
+            continue
+        v, recorded = log.declare(decl, text, str(path), args.effective)
+        out.append({"file": str(path), "feature": decl.feature, "version": v.version,
+                    "status": "recorded" if recorded else "unchanged",
+                    "effective_from": v.effective_from})
+    if args.format == "json":
+        print(to_json(out))
+    else:
+        for r in out:
+            since = f", in force from {r['effective_from']:%Y-%m-%d %H:%M:%S}Z" \
+                if r.get("effective_from") and r["status"] == "recorded" else ""
+            print(f"{r['status']:<9} {r['feature']} version {r['version']} ({r['file']}"
+                  f"{since})")
+        if errors:
+            print(f"{errors} file(s) rejected (see messages above); fix them and declare again")
+        elif not args.check and out:
+            print("next: aitrail findings (spans link to a feature by aitrail.feature or "
+                  "[features] in aitrail.toml)")
+    return EXIT_REJECTED if errors else EXIT_OK
+
+
+def cmd_declarations(args, root: Path, config) -> int:
+    from .store.findings import attach_findings
+
+    with _open(root) as st:
+        attach_findings(st, config.features)
+        where, params = ("WHERE feature = ?", [args.feature]) if args.feature else ("", [])
+        res = st._fetch(f"SELECT * FROM declarations {where} "
+                        "ORDER BY feature, effective_from, declared_at", params)
+    cols = ["feature", "version", "declared_at", "effective_from", "declared_by", "file"] \
+        if args.format == "table" else res.columns
+    print_rows(cols, res.rows, args.format)
+    return EXIT_OK
+
+
+def cmd_findings(args, root: Path, config) -> int:
+    from .store.findings import attach_findings, findings
+
+    with _open(root) as st:
+        if not attach_findings(st, config.features, args.at):
+            _err(f"no declarations recorded in {root}; write an ai_change.yaml "
+                 "(docs/declarations.md) and run `aitrail declare FILE`")
+        res = findings(st, since=args.since, until=args.until, feature=args.feature,
+                       rule=args.rule, limit=args.limit)
+    if args.format == "json":
+        print_rows(res.columns, res.rows, "json", res.truncated)
+        return EXIT_OK
+    # One block per finding: the explanation is what a person acts on, so it is never cut.
+    for r in res.rows:
+        more = f" (+{r['evidence_count'] - 1} more spans)" if r["evidence_count"] > 1 else ""
+        print(f"{r['severity'].upper():<6} {r['rule']:<29} {r['feature']}@{r['version']}"
+              f"{'' if r['in_force'] else '*'}  {r['time']:%Y-%m-%d %H:%M:%S}Z")
+        print(f"       {r['explanation']}")
+        print(f"       span {r['trace_id']}/{r['span_id']}{more}"
+              + (f"  change {r['change_id']}" if r["change_id"] else ""))
+    n = len(res.rows)
+    if not n and not config.features:
+        _err("note: a span is judged only if it carries aitrail.feature or its service is "
+             "mapped in [features] of aitrail.toml (--config)")
+    print(f"({n} finding{'s' if n != 1 else ''}"
+          + (", truncated: more match; raise --limit)" if res.truncated else ")"))
+    if any(not r["in_force"] for r in res.rows):
+        print("* declared after the span happened: judged by the feature's first version")
     return EXIT_OK
 
 
@@ -943,13 +1074,13 @@ def cmd_token(args, _root: Path, _config) -> int:
     return EXIT_OK
 
 
-def cmd_tui(args, root: Path, _config) -> int:
+def cmd_tui(args, root: Path, config) -> int:
     from .tui.app import make_app
 
     if not sys.stdout.isatty():
         _err("tui needs a terminal")
         return EXIT_USAGE
-    make_app(root, incident=args.incident).run()
+    make_app(root, incident=args.incident, features=config.features).run()
     return EXIT_OK
 
 
@@ -958,7 +1089,9 @@ COMMANDS = {"serve": cmd_serve, "send": cmd_send, "token": cmd_token, "ingest": 
             "changes": cmd_changes, "reindex": cmd_reindex, "compact": cmd_compact,
             "verify": cmd_verify, "checkpoint": cmd_checkpoint, "tui": cmd_tui,
             "export": cmd_export, "import": cmd_import,
-            "retention": cmd_retention, "hold": cmd_hold}
+            "retention": cmd_retention, "hold": cmd_hold,
+            "declare": cmd_declare, "declarations": cmd_declarations,
+            "findings": cmd_findings}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from aitrail.cli import main
+from aitrail.store.declarations import read_declaration
 from aitrail.store.redaction import key_path
 
 from .conftest import SAMPLES
@@ -230,3 +231,52 @@ def test_sql_sees_the_access_log_view_even_before_anything_was_opened(sample_sto
     assert main(["--store", str(sample_store), "sql", "select count(*) as n from access_log",
                  "--format", "json"]) == 0
     assert json.loads(capsys.readouterr().out) == [{"n": 0}]
+
+
+SAMPLE_CONFIG = str(Path(SAMPLES[0]).parent.parent / "aitrail.toml")
+
+
+def test_declare_then_findings_names_the_oncall_restart(sample_store, tmp_path, capsys):
+    store = tmp_path / "s"
+    shutil.copytree(sample_store, store)
+    decls = sorted(str(p) for p in Path(SAMPLE_CONFIG).parent.glob("*/ai_change.yaml"))
+    base = ["--store", str(store), "--config", SAMPLE_CONFIG]
+    assert main([*base, "declare", *decls, "--effective", "2026-11-01"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("recorded ") == len(decls) and "next: aitrail findings" in out
+    assert main([*base, "declare", decls[0]]) == 0
+    assert capsys.readouterr().out.startswith("unchanged")
+    assert main([*base, "findings", "--feature", "oncall-assistant", "--format", "json"]) == 0
+    [finding] = json.loads(capsys.readouterr().out)
+    assert finding["rule"] == "review_missing"
+    assert finding["change_id"] == "chg-oncall-restart-payments-1107"
+    assert main([*base, "findings", "--at", "2026-11-22"]) == 0
+    table = capsys.readouterr().out
+    assert "HIGH   forbidden_input" in table and "(9 findings)" in table
+    assert main([*base, "sql", "select count(*) as n from findings", "--format", "json"]) == 0
+    assert json.loads(capsys.readouterr().out)[0]["n"] >= 8
+    assert main([*base, "declarations", "--feature", "devhelper-answers"]) == 0
+    version = read_declaration(Path(decls[3]))[0].version  # 04: the devhelper bot
+    listed = capsys.readouterr().out
+    assert version in listed and listed.count("devhelper-answers") == 1
+
+
+def test_declare_reports_file_line_field_and_keeps_the_good_ones(tmp_path, capsys):
+    good = tmp_path / "good.yaml"
+    good.write_text("feature: a\nallowed_actions: [x]\n")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("feature: b\nlogging:\n  prompts: stored\n  retention_days: -3\n")
+    store = tmp_path / "s"
+    assert main(["--store", str(store), "declare", str(bad), str(good), "--check"]) == 1
+    err = capsys.readouterr().err
+    assert f"{bad}:4: logging.retention_days: must be a whole number" in err
+    assert not (store / "_declarations").exists()  # --check records nothing
+    assert main(["--store", str(store), "declare", str(bad), str(good)]) == 1
+    out = capsys.readouterr().out
+    assert "recorded  a version" in out and "1 file(s) rejected" in out
+
+
+def test_findings_without_declarations_says_what_to_do(sample_store, capsys):
+    assert main(["--store", str(sample_store), "findings"]) == 0
+    captured = capsys.readouterr()
+    assert "aitrail declare FILE" in captured.err and "(0 findings)" in captured.out

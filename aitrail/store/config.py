@@ -8,6 +8,10 @@ Example:
     # audit column = attribute keys tried before the built-in ones
     request_model = ["acme.llm.model"]
     policy_verdict = ["acme.guard.outcome"]
+
+    [features]
+    # service.name = the declared AI feature its spans belong to (docs/declarations.md)
+    support-agent = "support-agent-suggested-replies"
 """
 
 from __future__ import annotations
@@ -50,6 +54,7 @@ class Config:
     doc: dict = field(default_factory=dict)  # the whole file, for other sections ([auth])
     redaction: RedactionPolicy | None = None  # [redaction]; None: the defaults
     retention: RetentionPolicy | None = None  # [retention]; None: keep everything
+    features: dict[str, str] = field(default_factory=dict)  # [features]: service -> feature
 
 
 def load_config(path: Path | None) -> Config:
@@ -72,10 +77,16 @@ def load_config(path: Path | None) -> Config:
         if not isinstance(keys, list) or not all(isinstance(k, str) for k in keys):
             raise ConfigError(f"{path}: [mapping] {col} must be a string or a list of strings")
         mapping[col] = keys
+    features = doc.get("features") or {}
+    if not isinstance(features, dict) or not all(
+            isinstance(v, str) and v for v in features.values()):
+        raise ConfigError(f"{path}: [features] maps a service name to a feature name: "
+                          'support-agent = "support-agent-suggested-replies"')
     store = doc.get("store")
     return Config(store=Path(store) if store else None, mapping=mapping, path=Path(path),
                   doc=doc, redaction=RedactionPolicy.from_config(doc, str(path)),
-                  retention=RetentionPolicy.from_config(doc, str(path)))
+                  retention=RetentionPolicy.from_config(doc, str(path)),
+                  features=dict(features))
 
 
 _TENANT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")

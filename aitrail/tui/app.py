@@ -29,13 +29,15 @@ class AitrailApp(App):
         Binding("s", "search", "Search", show=False, id="app.search"),
         Binding("I", "incidents", "Incidents", show=False, id="app.incidents"),
         Binding("A", "access_log", "Access log", show=False, id="app.access_log"),
+        Binding("exclamation_mark", "findings", "Findings", show=False, id="app.findings"),
         Binding("q", "quit", "Quit", id="app.quit"),
     ]
 
     def __init__(self, store: str | Path, user: str | None = None,
-                 incident: str | None = None) -> None:
+                 incident: str | None = None,
+                 features: dict[str, str] | None = None) -> None:
         super().__init__()
-        self.client = StoreClient(store, user)
+        self.client = StoreClient(store, user, features)
         self.incident = incident
         self.forward_stack: list[Callable[[], Screen | None]] = []
         self.change_ids: list[str] = []
@@ -118,6 +120,11 @@ class AitrailApp(App):
 
         self._go(AccessLogScreen())
 
+    def action_findings(self) -> None:
+        from .findings import FindingsScreen
+
+        self._go(FindingsScreen())
+
     def action_changes(self) -> None:
         from .changes import ChangesScreen
 
@@ -146,6 +153,8 @@ class AitrailApp(App):
                             self.action_sql)
         yield SystemCommand("changes: list changes", "every change the store knows",
                             self.action_changes)
+        yield SystemCommand("findings: list findings", "where traces break the declared "
+                            "AI change records (also !)", self.action_findings)
         yield SystemCommand("incident: open workspace", "pins and notes (also I)",
                             self.action_incidents)
         yield SystemCommand("incident: add note", "to the current incident",
@@ -231,6 +240,8 @@ class AitrailApp(App):
 
 
 def make_app(store: str | Path, user: str | None = None,
-             incident: str | None = None) -> AitrailApp:
-    """The one factory: `aitrail tui` and the tests build the app the same way."""
-    return AitrailApp(store, user=user, incident=incident)
+             incident: str | None = None,
+             features: dict[str, str] | None = None) -> AitrailApp:
+    """The one factory: `aitrail tui` and the tests build the app the same way. `features`
+    is [features] of aitrail.toml (which service runs which declared feature)."""
+    return AitrailApp(store, user=user, incident=incident, features=features)

@@ -10,17 +10,24 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from ..store import pivots, replay, workspace
+from ..store import findings, pivots, replay, workspace
 from ..store.query import Result, Store
 from ..store.retention import holds
 
+# Findings kept for the findings screen and the span markers (newest first).
+FINDINGS_LIMIT = 5000
+
 
 class StoreClient:
-    def __init__(self, root: str | Path, user: str | None = None) -> None:
+    def __init__(self, root: str | Path, user: str | None = None,
+                 features: dict[str, str] | None = None) -> None:
         self.root = Path(root)
         self.workspace = workspace.Workspace(self.root, user)
+        self.features = dict(features or {})
         self._lock = threading.Lock()
         self._store: Store | None = None
+        self._findings: Result | None = None
+        self._marks: dict[str, list[str]] | None = None
 
     @property
     def store(self) -> Store:
@@ -30,6 +37,7 @@ class StoreClient:
         if self._store is None:
             self._store = Store(self.root)
             workspace.attach_views(self._store)
+            findings.attach_findings(self._store, self.features)
         return self._store
 
     def close(self) -> None:
@@ -84,6 +92,27 @@ class StoreClient:
         rows = (self.change_spans(change_id).rows if change_id
                 else self.trace(str(trace_id)).rows)
         return replay.build_steps(rows), rows
+
+    def findings(self, refresh: bool = False) -> Result:
+        """Every finding (at most FINDINGS_LIMIT, newest first), evaluated once: over 1M
+        spans that takes seconds, so screens share one evaluation until a refresh."""
+        with self._lock:
+            if self._findings is None or refresh:
+                findings.attach_findings(self.store, self.features)  # new declarations
+                self._findings = findings.findings(self.store, limit=FINDINGS_LIMIT)
+                marks: dict[str, list[str]] = {}
+                for f in self._findings.rows:
+                    for e in f["evidence"]:
+                        rules = marks.setdefault(e["span_id"], [])
+                        if f["rule"] not in rules:
+                            rules.append(f["rule"])
+                self._marks = marks
+            return self._findings
+
+    def finding_marks(self) -> dict[str, list[str]]:
+        """span id -> the rules it is evidence for."""
+        self.findings()
+        return self._marks or {}
 
     def spans_sharing(self, pivot: pivots.Pivot) -> Result:
         with self._lock:

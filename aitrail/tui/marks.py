@@ -36,7 +36,8 @@ def enforced(row: dict[str, Any]) -> str | None:
 
 
 def is_flagged(row: dict[str, Any]) -> bool:
-    return row.get("status_code") == "error" or row.get("policy_verdict") in RESTRICTIVE
+    return (row.get("status_code") == "error" or row.get("policy_verdict") in RESTRICTIVE
+            or bool(row.get("findings")))
 
 
 def span_mark(row: dict[str, Any]) -> tuple[str, str]:
@@ -44,6 +45,8 @@ def span_mark(row: dict[str, Any]) -> tuple[str, str]:
         return "✗", "bold red"
     if row.get("policy_verdict") in RESTRICTIVE:
         return "⚑", VERDICT_STYLE[row["policy_verdict"]]
+    if row.get("findings"):
+        return "!", "bold red"
     if row.get("ai_kind"):
         return "•", "cyan"
     return "", ""
@@ -53,6 +56,8 @@ def span_tags(row: dict[str, Any], kind_tag: bool = True) -> list[tuple[str, str
     """Short words after the span name, most urgent first (a narrow screen cuts the end):
     verdict→enforced, ERROR, review, redacted, kind/model."""
     tags: list[tuple[str, str]] = []
+    if row.get("findings"):  # evidence of a finding: where the declaration did not hold
+        tags.append(("! " + ",".join(row["findings"]), "bold red"))
     verdict = row.get("policy_verdict")
     if verdict:
         action = enforced(row)

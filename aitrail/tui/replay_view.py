@@ -51,7 +51,7 @@ def step_flags(s: Step) -> list[tuple[str, str]]:
     return flags
 
 
-def step_line(s: Step, trace_no: int) -> Text:
+def step_line(s: Step, trace_no: int, findings: list[str] | None = None) -> Text:
     """One line per step; the flags come before the title so a narrow screen keeps them."""
     t = Text(no_wrap=True, overflow="ellipsis")
     t.append(f"{s.index:>3}. ")
@@ -59,6 +59,8 @@ def step_line(s: Step, trace_no: int) -> Text:
     t.append(f"{gap_text(s.gap_s) if s.index > 1 else '':>8} ", "dim")
     t.append(f"T{trace_no} ", "dim")
     t.append(f"{s.label:<9} ", LABEL_STYLE.get(s.label, "bold"))
+    if findings:  # this step is evidence that a declaration did not hold
+        t.append("! " + ",".join(findings) + " ", "bold red")
     for flag, style in step_flags(s):
         t.append(flag, style)
         t.append(" ")
@@ -168,10 +170,23 @@ class ReplayScreen(StoreScreen):
                         for i, s in enumerate(self.steps)])
         if self.steps:
             self.go(min(self.at, len(self.steps) - 1))
+            self.fetch("marks", lambda c: c.finding_marks(), self.mark)
         else:
             self.query_one("#detail", Static).update(
                 "No AI steps here: no span has an AI kind or an error. `t` is not needed: "
                 "Esc goes back to the trace.")
+
+    def mark(self, by_span: dict[str, list[str]]) -> None:
+        """Steps that are evidence of a finding get `! rule` (once findings are known)."""
+        if not any(s.span_id in by_span for s in self.steps):
+            return
+        ol = self.query_one("#steps", OptionList)
+        at = ol.highlighted
+        ol.clear_options()
+        ol.add_options([Option(step_line(s, self.trace_no[s.trace_id], by_span.get(s.span_id)),
+                               id=str(i)) for i, s in enumerate(self.steps)])
+        if at is not None:
+            ol.highlighted = at
 
     # -- stepping ----------------------------------------------------------------------------
 

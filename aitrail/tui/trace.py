@@ -98,6 +98,14 @@ class TraceScreen(StoreScreen):
         if changes:
             parts.append("change " + ", ".join(changes))
         self.query_one("#title", Static).update(" · ".join(parts))
+        if not any("findings" in r for r in rows):
+            self.fetch("marks", lambda c: c.finding_marks(), self.mark)
+
+    def mark(self, by_span: dict[str, list[str]]) -> None:
+        """Spans that are evidence of a finding get `! rule` (once findings are known)."""
+        rows = [{**r, "findings": by_span.get(r["span_id"], [])} for r in self.rows]
+        if any(r["findings"] for r in rows):
+            self.show(rows)
 
     def on_waterfall_view_highlighted(self, event: WaterfallView.Highlighted) -> None:
         r = event.row
