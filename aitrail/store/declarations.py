@@ -25,7 +25,7 @@ import yaml
 
 from .errors import BadInput
 from .redaction.rules import CLASSES, SECRET_CLASSES
-from .workspace import _now, _user, append_line, read_lines
+from .workspace import _now, append_line, current_user, read_lines
 
 DECLARATIONS_DIR = "_declarations"
 DECLARATIONS_FILE = "declarations.jsonl"
@@ -272,7 +272,7 @@ class DeclarationLog:
 
     def __init__(self, root: str | Path, user: str | None = None) -> None:
         self.path = Path(root) / DECLARATIONS_DIR / DECLARATIONS_FILE
-        self.user = user or _user()
+        self.user = user or current_user()
 
     def versions(self) -> list[Version]:
         """Every recorded version, in the order recorded."""
