@@ -113,8 +113,12 @@ CHECKPOINT_INTERVAL_S = 30.0
 
 def encode_payload(tenant: str, data: bytes, kind: bytes = TRACES) -> bytes:
     """A WAL record: tenant length (u16), tenant, kind (T: traces, L: logs), the request."""
+    return _payload_head(tenant, kind) + data
+
+
+def _payload_head(tenant: str, kind: bytes) -> bytes:
     t = tenant.encode()
-    return _TENANT_LEN.pack(len(t)) + t + kind + data
+    return _TENANT_LEN.pack(len(t)) + t + kind
 
 
 def decode_payload(payload: bytes) -> tuple[str, bytes, bytes]:
@@ -475,8 +479,7 @@ class Pipeline:
 
     def _append(self, tenant: str, data: bytes, kind: bytes,
                 new_digests: dict[int, None]) -> None:
-        payload = encode_payload(tenant, data, kind)
-
+        payload = (_payload_head(tenant, kind), data)  # encode_payload, in two parts
         packed = _pack(new_digests)
 
         def enqueue(end: Position) -> None:
