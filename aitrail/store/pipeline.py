@@ -113,8 +113,12 @@ CHECKPOINT_INTERVAL_S = 30.0
 
 def encode_payload(tenant: str, data: bytes, kind: bytes = TRACES) -> bytes:
     """A WAL record: tenant length (u16), tenant, kind (T: traces, L: logs), the request."""
+    return _payload_head(tenant, kind) + data
+
+
+def _payload_head(tenant: str, kind: bytes) -> bytes:
     t = tenant.encode()
-    return _TENANT_LEN.pack(len(t)) + t + kind + data
+    return _TENANT_LEN.pack(len(t)) + t + kind
 
 
 def decode_payload(payload: bytes) -> tuple[str, bytes, bytes]:
@@ -312,10 +316,13 @@ class Pipeline:
     # -- accepting ---------------------------------------------------------------------------
 
     @staticmethod
-    def _digest(tenant: str, item: bytes) -> int:
+    def _digest(tenant: str, item: bytes, prefix: bytes | None = None) -> int:
+        """A span's (or log record's) 64-bit dedupe digest. `prefix`: the tenant's part,
+        computed once per request by `_accept` (2.1 -> 1.5 us/span)."""
         # sha256 runs on the CPU's SHA extensions here: 1.4 us for a 1.35 KB span, blake2b 2.9.
-        return int.from_bytes(hashlib.sha256(tenant.encode() + b"\0" + item).digest()[:8],
-                              "little")
+        if prefix is None:
+            prefix = tenant.encode() + b"\0"
+        return int.from_bytes(hashlib.sha256(prefix + item).digest()[:8], "little")
 
     def _evict(self) -> None:
         seen, window = self._seen, self.limits.dedupe_window
@@ -436,6 +443,7 @@ class Pipeline:
         stored = duplicates = 0
         new_digests: dict[int, None] = {}  # ordered set
         digest, seen = self._digest, self._seen
+        prefix = tenant.encode() + b"\0"
         with self._seen_lock:
             for items, raw_items in zip(groups, wire_groups, strict=True):
                 keep = []
@@ -444,7 +452,7 @@ class Pipeline:
                     if problem:
                         rejected.append(problem)
                         continue
-                    d = digest(tenant, item_bytes)
+                    d = digest(tenant, item_bytes, prefix)
                     if d in seen or d in new_digests:
                         duplicates += 1
                         continue
@@ -471,8 +479,7 @@ class Pipeline:
 
     def _append(self, tenant: str, data: bytes, kind: bytes,
                 new_digests: dict[int, None]) -> None:
-        payload = encode_payload(tenant, data, kind)
-
+        payload = (_payload_head(tenant, kind), data)  # encode_payload, in two parts
         packed = _pack(new_digests)
 
         def enqueue(end: Position) -> None:

@@ -150,6 +150,33 @@ def test_the_bytes_received_are_kept_only_when_nothing_in_them_looked_like_a_sec
     assert redactor.redact_logs_raw(logs, "default", raw) is raw
 
 
+NEAR_MISS = "agt_6177309710662351"  # digits a card prefilter hits, but no valid card
+
+
+def test_a_near_miss_in_a_span_keeps_the_bytes_received(redactor):
+    req = trace_request({"gen_ai.agent.id": NEAR_MISS}, {"k": "clean"})
+    raw = req.SerializeToString()
+    assert redactor._matcher.ends(raw)  # the prefilter does hit
+    assert redactor.redact_traces_raw(req, "default", raw) is raw
+    assert req == ExportTraceServiceRequest.FromString(raw)
+
+
+def test_a_near_miss_in_a_span_whose_bytes_differ_from_its_parsed_form_serializes_again(
+        redactor):
+    # The same span, its name sent twice: the near miss is in both, but the bytes differ
+    # from what serializing the parsed span gives, so the walk may not have seen them all.
+    sp, = spans(trace_request({"gen_ai.agent.id": NEAR_MISS}))
+    piece = type(sp)(name="first name").SerializeToString()
+    raw = _field(1, _field(2, _field(2, piece + sp.SerializeToString())))
+    parsed = ExportTraceServiceRequest.FromString(raw)
+    assert redactor.redact_traces_raw(parsed, "default", raw) is None
+
+
+def test_a_near_miss_outside_the_spans_serializes_again(redactor):
+    req = trace_request({"k": "clean"}, resource={"host.id": NEAR_MISS})
+    assert redactor.redact_traces_raw(req, "default", req.SerializeToString()) is None
+
+
 def test_bytes_that_lost_a_dropped_attribute_are_not_kept(tmp_path):
     red = Redactor(tmp_path, policy('[redaction]\ndrop = ["*"]'))
     req = trace_request({"prompt": "nothing secret, but not to be kept"})

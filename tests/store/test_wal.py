@@ -205,3 +205,14 @@ def test_after_an_fsync_failure_the_wal_refuses_every_append(tmp_path):
         for f in (real, read_end, write_end):
             os.close(f)
     assert [p for _, p in iter_records(d)] == [b"before"]
+
+
+def test_a_record_appended_in_parts_is_the_record_of_the_parts_joined(tmp_path):
+    big = bytes(range(256)) * 64  # past the file's buffer: written without a copy
+    wal = WAL(tmp_path / "parts")
+    wal.open()
+    end = wal.append((b"head", big))
+    wal.close()
+    assert end == Position(1, len(encode_record(b"head" + big)))
+    assert (tmp_path / "parts" / "00000001.wal").read_bytes() == encode_record(b"head" + big)
+    assert [p for _, p in iter_records(tmp_path / "parts")] == [b"head" + big]
