@@ -340,7 +340,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _rules():
-    from .store.findings import RULES
+    from .store.finding_rules import RULES
 
     return RULES
 

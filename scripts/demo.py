@@ -1,7 +1,8 @@
 """`make demo`: the real path end to end, on the embedded default store layout in
 .demo-store/: start the collector, send the sample incidents over OTLP/gRPC, stop it (drain,
-flush), then show what arrived, replay the migration incident, and (on a terminal) open
-the TUI on it."""
+flush), then show what arrived, replay the migration incident, record the teams'
+declarations and list where the traces break them, export the migration change as a bundle
+and check it offline, and (on a terminal) open the TUI on it."""
 
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ AITRAIL = [str(Path(sys.executable).parent / "aitrail"), "--store", str(STORE)]
 
 def step(title: str, *args: str) -> None:
     print(f"\n$ aitrail {shlex.join(args)}", flush=True)
-    done = subprocess.run([*AITRAIL, *args], check=False)
+    done = subprocess.run([*AITRAIL, *args], check=False, cwd=ROOT)
     if done.returncode != 0:
         sys.exit(f"demo: `aitrail {args[0]}` failed ({title})")
 
@@ -51,6 +52,15 @@ def main() -> int:
          "order by 2 desc")
     step("changes", "changes")
     step("replay", "replay", "chg-billing-migration-4821")
+    # The declarations as the teams wrote them before the incidents (sample_traces/README.md).
+    conf = ("--config", "sample_traces/aitrail.toml")
+    decls = sorted(str(p.relative_to(ROOT)) for p in ROOT.glob("sample_traces/*/ai_change.yaml"))
+    step("declare", *conf, "declare", "--effective", "2026-11-01", *decls)
+    step("findings", *conf, "findings", "--at", "2026-11-22")
+    (STORE / "exports").mkdir()
+    bundle = str((STORE / "exports" / "chg-4821.tar.gz").relative_to(ROOT))
+    step("export", "export", "--change", "chg-billing-migration-4821", "-o", bundle)
+    step("verify the bundle offline", "verify", bundle)
     print("\nThe store is in .demo-store/: try `.venv/bin/aitrail --store .demo-store traces "
           "--verdict review`, or `.venv/bin/aitrail --store .demo-store tui`", flush=True)
     if sys.stdin.isatty() and sys.stdout.isatty():
