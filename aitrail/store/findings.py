@@ -125,13 +125,19 @@ def attach_findings(store: Store, features: dict[str, str] | None = None,
         "now": pa.array([now or datetime.now(UTC)], _TS)}))
     cols = ", ".join(DECLARATION_COLUMNS)
     con.execute(f"CREATE OR REPLACE VIEW declarations AS SELECT {cols} FROM _decl")
-    con.execute(_sql().replace("{fx}", _VIEW_FX).replace("{read_documents}", "TRUE"))
+    con.execute(_sql(con).replace("{fx}", _VIEW_FX).replace("{read_documents}", "TRUE"))
     return len(versions)
 
 
-def _sql() -> str:
+def _sql(con: duckdb.DuckDBPyConnection) -> str:
+    """sql/findings.sql, reading only the text columns some registered version needs."""
+    [(reads_text, reads_content)] = con.execute(
+        "SELECT coalesce(bool_or(scans_text), false), "
+        "coalesce(bool_or(prompts = 'not_stored'), false) FROM _decl").fetchall()
     text = resources.files("aitrail.store").joinpath("sql/findings.sql").read_text()
-    return text.replace("{secret_candidates}", candidate_pattern())
+    return (text.replace("{secret_candidates}", candidate_pattern())
+            .replace("{reads_text}", str(reads_text).upper())
+            .replace("{reads_content}", str(reads_content).upper()))
 
 
 def _facts(store: Store, feature: str | None) -> pa.Table:
@@ -169,7 +175,7 @@ def findings(store: Store, since: datetime | None = None, until: datetime | None
             clauses.append(sql)
             params.append(value)
     where = " AND ".join(clauses) or "TRUE"
-    text = _sql()
+    text = _sql(store.con)
     body = text[text.index(_VIEW_HEAD) + len(_VIEW_HEAD):].strip().rstrip(";")
     facts = _facts(store, feature)
     scoped = facts.column("scope_value").null_count < facts.num_rows

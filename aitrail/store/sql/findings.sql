@@ -52,6 +52,9 @@ FROM _decl;
 -- feature's spans), and per span that is evidence for one (a change's reviews and landings,
 -- flag evaluations). The text the secret-shape scan reads travels on only for spans of
 -- features that scan it; findings.py scans it with hyperscan, the view below with RE2.
+-- A column no recorded version needs is not read at all: findings.py writes FALSE for
+-- `{reads_text}` when no version forbids inputs or declares prompts stored_redacted (the
+-- text is ~560 MB per 1M spans), and for `{reads_content}` when none declares not_stored.
 CREATE OR REPLACE MACRO _findings_facts(only_feature) AS TABLE
 WITH linked AS (
     SELECT s.tenant, s.trace_id, s.span_id, s.name, s.service_name, s.ai_kind,
@@ -59,7 +62,7 @@ WITH linked AS (
         s.change_kind, s.change_action, s.provider, s.request_model, s.response_model,
         s.redactions, s.data_source, s.review_decision, s.reviewer, s.feature_flags,
         s.attributes, s.events, s.input_messages, s.system_instructions, s.tool_arguments,
-        (s.input_messages IS NOT NULL OR s.output_messages IS NOT NULL
+        {reads_content} AND (s.input_messages IS NOT NULL OR s.output_messages IS NOT NULL
             OR s.system_instructions IS NOT NULL) AS has_content,
         coalesce(CASE WHEN contains(s.attributes, '"aitrail.feature"')
                       THEN json_extract_string(s.attributes, '$."aitrail.feature"') END,
@@ -86,11 +89,11 @@ SELECT l.tenant, l.trace_id, l.span_id, l.name, l.service_name, l.ai_kind, l.sta
         AS is_fallback,
     -- What went in (attributes, events, prompts, tool arguments), not outputs or retrieved
     -- documents: scanning every text column cost 2.3x as much (30k spans).
-    CASE WHEN d.scans_text THEN l.attributes END AS text_attributes,
-    CASE WHEN d.scans_text THEN l.events END AS text_events,
-    CASE WHEN d.scans_text THEN l.input_messages END AS text_input,
-    CASE WHEN d.scans_text THEN l.system_instructions END AS text_system,
-    CASE WHEN d.scans_text THEN l.tool_arguments END AS text_tool
+    CASE WHEN {reads_text} AND d.scans_text THEN l.attributes END AS text_attributes,
+    CASE WHEN {reads_text} AND d.scans_text THEN l.events END AS text_events,
+    CASE WHEN {reads_text} AND d.scans_text THEN l.input_messages END AS text_input,
+    CASE WHEN {reads_text} AND d.scans_text THEN l.system_instructions END AS text_system,
+    CASE WHEN {reads_text} AND d.scans_text THEN l.tool_arguments END AS text_tool
 FROM linked l
 LEFT JOIN _decl_span v ON v.feature = l.feature AND l.start_ns >= v.applies_from_ns
     AND (v.until_ns IS NULL OR l.start_ns < v.until_ns)
