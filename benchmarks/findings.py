@@ -8,8 +8,11 @@ there are findings to list. Printed, in seconds (the machine is shared: read the
 
 - baseline: DuckDB reading the `attributes` column of every span (what linking spans to a
   feature by their `aitrail.feature` attribute costs at least);
-- the whole evaluation (count(*) over the `findings` view);
-- what `aitrail findings` does: open the store, attach, the newest 500 findings.
+- the whole evaluation as `findings()` runs it (every finding: one scan materialized as
+  Arrow, hyperscan for secret shapes), and through the `findings` SQL view (RE2);
+- what `aitrail findings` does: open the store, attach, the newest 500 findings;
+- the same for one feature (`--feature`, which narrows the scan before linking).
+Each with the load average when it ran: on a shared machine, compare runs by the ratio.
 
     .venv/bin/python benchmarks/findings.py [--spans 1000000] [--store DIR] [--repeat 3]
 """
@@ -17,6 +20,7 @@ there are findings to list. Printed, in seconds (the machine is shared: read the
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import tempfile
@@ -87,27 +91,51 @@ def main(argv: list[str] | None = None) -> int:
         print(f"built {n:,} spans in {time.perf_counter() - t0:.0f} s", file=sys.stderr)
     features = declare_all(root)
 
+    def load() -> str:
+        return f"load {os.getloadavg()[0]:.1f}"
+
+    one = next(iter(features.values()))
     with Store(root) as st:
         spans = st.sql("select count(*) as n from _spans").rows[0]["n"]
         base, _ = seconds(lambda: st.con.execute(
             "select count(*) from _spans where contains(attributes, 'aitrail.feature')"
         ).fetchall(), args.repeat)
+        at = [load()]
         attach_findings(st, features)
-        whole, counts = seconds(lambda: st.con.execute(
+        whole, every = seconds(lambda: findings(st).rows, args.repeat)
+        at.append(load())
+        view, counts = seconds(lambda: st.con.execute(
             "select rule, count(*) from findings group by 1 order by 2 desc").fetchall(),
             args.repeat)
+        at.append(load())
 
-    def cli_path() -> int:
+    def cli_path(feature: str | None = None) -> int:
         with Store(root) as st:
             attach_findings(st, features)
-            return len(findings(st, limit=500).rows)
+            return len(findings(st, feature=feature, limit=500).rows)
 
     cli, listed = seconds(cli_path, args.repeat)
+    at.append(load())
+    cli_one, listed_one = seconds(lambda: cli_path(one), args.repeat)
+    at.append(load())
+    by_rule: dict[str, int] = {}
+    for r in every:
+        by_rule[r["rule"]] = by_rule.get(r["rule"], 0) + 1
     print(f"store: {spans:,} spans, {len(features)} declared features")
-    print(f"baseline: read every span's attributes   {base:7.2f} s")
-    print(f"findings: the whole evaluation            {whole:7.2f} s  ({whole / base:.1f}x)")
-    print(f"aitrail findings: open, attach, 500 rows  {cli:7.2f} s  ({listed} listed)")
-    print("findings by rule: " + ", ".join(f"{rule} {n:,}" for rule, n in counts))
+    print(f"baseline: read every span's attributes      {base:7.2f} s              {at[0]}")
+    print(f"findings(): the whole evaluation             {whole:7.2f} s  ({whole / base:4.1f}x)  "
+          f"{at[1]}")
+    print(f"the findings view (SQL, RE2), count(*)       {view:7.2f} s  ({view / base:4.1f}x)  "
+          f"{at[2]}")
+    print(f"aitrail findings: open, attach, 500 rows     {cli:7.2f} s  ({cli / base:4.1f}x)  "
+          f"{at[3]}  ({listed} listed)")
+    print(f"aitrail findings --feature {one}: {cli_one:5.2f} s  ({cli_one / base:4.1f}x)  "
+          f"{at[4]}  ({listed_one} listed)")
+    print("findings by rule: " + ", ".join(f"{rule} {n:,}" for rule, n in
+                                           sorted(by_rule.items(), key=lambda kv: -kv[1])))
+    if sorted(by_rule.items()) != sorted(counts):
+        print(f"MISMATCH: the view counts {counts}", file=sys.stderr)
+        return 1
     if tmp is not None:
         tmp.cleanup()
     return 0
