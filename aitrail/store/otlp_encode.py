@@ -25,30 +25,42 @@ def span_attributes(row: dict[str, Any]) -> dict[str, Any]:
     return attrs
 
 
-def rows_to_request(rows: Iterable[dict[str, Any]]) -> ExportTraceServiceRequest:
-    req = ExportTraceServiceRequest()
-    resources: dict[tuple, Any] = {}
-    scopes: dict[tuple, Any] = {}
-    for row in rows:
+class _Scopes:
+    """The resource and scope containers of a request being rebuilt, one per distinct
+    stored resource and scope (rows carry them denormalised)."""
+
+    def __init__(self, add_resource: Any, scope_field: str) -> None:
+        self.add_resource, self.scope_field = add_resource, scope_field
+        self.resources: dict[tuple, Any] = {}
+        self.scopes: dict[tuple, Any] = {}
+
+    def of(self, row: dict[str, Any]) -> Any:
         rkey = (row["resource_attributes"], row["resource_dropped_attributes_count"],
                 row["resource_schema_url"])
-        rs = resources.get(rkey)
-        if rs is None:
-            rs = resources[rkey] = req.resource_spans.add()
-            dict_to_attrs(_load(row["resource_attributes"]) or {}, rs.resource.attributes)
-            rs.resource.dropped_attributes_count = row["resource_dropped_attributes_count"] or 0
-            rs.schema_url = row["resource_schema_url"] or ""
+        r = self.resources.get(rkey)
+        if r is None:
+            r = self.resources[rkey] = self.add_resource()
+            dict_to_attrs(_load(row["resource_attributes"]) or {}, r.resource.attributes)
+            r.resource.dropped_attributes_count = row["resource_dropped_attributes_count"] or 0
+            r.schema_url = row["resource_schema_url"] or ""
         skey = (rkey, row["scope_name"], row["scope_version"], row["scope_attributes"],
                 row["scope_dropped_attributes_count"], row["scope_schema_url"])
-        ss = scopes.get(skey)
-        if ss is None:
-            ss = scopes[skey] = rs.scope_spans.add()
-            ss.scope.name = row["scope_name"] or ""
-            ss.scope.version = row["scope_version"] or ""
-            dict_to_attrs(_load(row["scope_attributes"]) or {}, ss.scope.attributes)
-            ss.scope.dropped_attributes_count = row["scope_dropped_attributes_count"] or 0
-            ss.schema_url = row["scope_schema_url"] or ""
-        sp = ss.spans.add()
+        s = self.scopes.get(skey)
+        if s is None:
+            s = self.scopes[skey] = getattr(r, self.scope_field).add()
+            s.scope.name = row["scope_name"] or ""
+            s.scope.version = row["scope_version"] or ""
+            dict_to_attrs(_load(row["scope_attributes"]) or {}, s.scope.attributes)
+            s.scope.dropped_attributes_count = row["scope_dropped_attributes_count"] or 0
+            s.schema_url = row["scope_schema_url"] or ""
+        return s
+
+
+def rows_to_request(rows: Iterable[dict[str, Any]]) -> ExportTraceServiceRequest:
+    req = ExportTraceServiceRequest()
+    scopes = _Scopes(req.resource_spans.add, "scope_spans")
+    for row in rows:
+        sp = scopes.of(row).spans.add()
         sp.trace_id = bytes(row["trace_id"])
         sp.span_id = bytes(row["span_id"])
         if row["parent_span_id"]:
@@ -87,28 +99,9 @@ def log_rows_to_request(rows: Iterable[dict[str, Any]]) -> ExportLogsServiceRequ
     field; `event_name` was filled from the `event.name` attribute when the field was
     empty, so it is set only where it differs from that attribute)."""
     req = ExportLogsServiceRequest()
-    resources: dict[tuple, Any] = {}
-    scopes: dict[tuple, Any] = {}
+    scopes = _Scopes(req.resource_logs.add, "scope_logs")
     for row in rows:
-        rkey = (row["resource_attributes"], row["resource_dropped_attributes_count"],
-                row["resource_schema_url"])
-        rl = resources.get(rkey)
-        if rl is None:
-            rl = resources[rkey] = req.resource_logs.add()
-            dict_to_attrs(_load(row["resource_attributes"]) or {}, rl.resource.attributes)
-            rl.resource.dropped_attributes_count = row["resource_dropped_attributes_count"] or 0
-            rl.schema_url = row["resource_schema_url"] or ""
-        skey = (rkey, row["scope_name"], row["scope_version"], row["scope_attributes"],
-                row["scope_dropped_attributes_count"], row["scope_schema_url"])
-        sl = scopes.get(skey)
-        if sl is None:
-            sl = scopes[skey] = rl.scope_logs.add()
-            sl.scope.name = row["scope_name"] or ""
-            sl.scope.version = row["scope_version"] or ""
-            dict_to_attrs(_load(row["scope_attributes"]) or {}, sl.scope.attributes)
-            sl.scope.dropped_attributes_count = row["scope_dropped_attributes_count"] or 0
-            sl.schema_url = row["scope_schema_url"] or ""
-        lr = sl.log_records.add()
+        lr = scopes.of(row).log_records.add()
         if row["trace_id"]:
             lr.trace_id = bytes(row["trace_id"])
         if row["span_id"]:

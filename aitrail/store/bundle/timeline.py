@@ -15,20 +15,11 @@ from typing import Any
 
 import orjson
 
-from ..replay import render_parts
+from ..replay import _json, render_parts
 
 CONTENT_CHARS = 1200
 STEP_KINDS = {"agent", "retrieval", "rerank", "llm", "embedding", "tool", "guardrail",
               "review", "change"}
-
-
-def _json(text: str | None) -> Any:
-    if not text:
-        return None
-    try:
-        return orjson.loads(text)
-    except orjson.JSONDecodeError:
-        return text
 
 
 def _cut(text: str, limit: int = CONTENT_CHARS) -> str:
