@@ -29,7 +29,7 @@ from .errors import BadInput
 from .integrity.log import leaf_log
 from .normalize import Normalizer
 from .otlp_decode import decode_payload, read_file
-from .records import Batch, append_request
+from .records import SpanRows
 from .redaction import RedactionError, RedactionPolicy, Redactor
 from .writer import ParquetWriter
 
@@ -82,7 +82,7 @@ def convert_payloads(items: list[tuple[str, str, bytes, str]],
     redactor = _worker_redactors.get(redaction[0])
     if redactor is None:  # one Ingester (one policy) per worker pool
         redactor = _worker_redactors[redaction[0]] = Redactor(*redaction)
-    batch = Batch()
+    rows = SpanRows(normalizer)
     errors: list[str] = []
     rejected: list[str] = []
     requests = 0
@@ -94,16 +94,25 @@ def convert_payloads(items: list[tuple[str, str, bytes, str]],
             continue
         for req in reqs:
             try:
-                redactor.redact_traces(req, tenant, data if kind == "protobuf" else None)
+                clean = _redacted_bytes(redactor, req, tenant,
+                                        data if kind == "protobuf" else None)
             except RedactionError as e:  # fail closed: the request is not stored
                 errors.append(f"{where}: {e}")
                 continue
-            before = len(batch.rejected)
-            append_request(batch, req, tenant, normalizer)
             requests += 1
-            rejected += [f"{where}: {msg}" for msg in batch.rejected[before:]]
-    table = batch.to_table() if len(batch) else None
-    return Converted(table, batch.tenants, batch.hours, requests, errors, rejected)
+            rejected += [f"{where}: {msg}" for msg in rows.add(clean, tenant)]
+    table, tenants, hours, _ = rows.finish()
+    return Converted(table, tenants, hours, requests, errors, rejected)
+
+
+def _redacted_bytes(redactor: Redactor, req: ExportTraceServiceRequest, tenant: str,
+                    raw: bytes | None) -> bytes:
+    """The request with its secrets masked, serialized: `raw` (the bytes it was parsed from)
+    when nothing in them was masked, saving a serialization."""
+    if raw is None:
+        raw = req.SerializeToString()
+    clean = redactor.redact_traces_raw(req, tenant, raw)
+    return clean if clean is not None else req.SerializeToString()
 
 
 def default_jobs() -> int:
@@ -152,7 +161,7 @@ class Ingester:
         self.redactor = Redactor(root, redaction)
         self.normalizer = normalizer or Normalizer(mapping)
         self.writer = ParquetWriter(root, writer_id)
-        self.batch = Batch()
+        self.rows = SpanRows(self.normalizer)
         self.report = IngestReport()
         self.jobs = jobs
         self._pool: ProcessPoolExecutor | None = None
@@ -168,23 +177,21 @@ class Ingester:
             raw: bytes | None = None) -> None:
         """One decoded request (`raw`: the exact bytes it was parsed from, if at hand)."""
         try:
-            self.redactor.redact_traces(req, self.tenant, raw)
+            clean = _redacted_bytes(self.redactor, req, self.tenant, raw)
         except RedactionError as e:  # fail closed: the request is not stored
             self.report.errors.append(f"{where}: {e}" if where else str(e))
             return
-        before = len(self.batch.rejected)
-        append_request(self.batch, req, self.tenant, self.normalizer)
         self.report.requests += 1
-        for msg in self.batch.rejected[before:]:
+        for msg in self.rows.add(clean, self.tenant):
             self.report.rejected.append(f"{where}: {msg}" if where else msg)
-        if len(self.batch) >= FLUSH_SPANS:
+        if len(self.rows) >= FLUSH_SPANS:
             self._write_batch()
 
     def _write_batch(self) -> None:
-        if len(self.batch):
-            self.report.files_written += self.writer.write(self.batch)
-            self.report.spans += len(self.batch)
-        self.batch = Batch()
+        table, tenants, hours, _ = self.rows.finish()
+        if table is not None:
+            self.report.files_written += self.writer.write_table(table, tenants, hours)
+            self.report.spans += table.num_rows
 
     # -- payload path (files; decoded in workers when jobs > 1) ------------------------------
 

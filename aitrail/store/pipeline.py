@@ -44,7 +44,7 @@ from .integrity.log import leaf_log
 from .integrity.publish import retire_unfinished_flush
 from .log_records import LogBatch, append_logs_request, log_problem
 from .normalize import Normalizer
-from .records import Batch, _span_problem, append_request
+from .records import SpanRows, _span_problem
 from .redaction import RedactionError, RedactionPolicy, Redactor
 from .trace_index import sidecar_path
 from .wal import WAL, Position, WALFailed, peek
@@ -619,14 +619,14 @@ class Pipeline:
                                     tenant)
             if batch.rows:
                 out.logs = (batch.to_table(), batch.tenants, batch.hours)
-        batch = Batch()
+        rows = SpanRows(self.normalizer)  # WAL records are requests as received
         for end, tenant, size, kind, _ in items:
             if kind != LOGS:
-                append_request(batch, ExportTraceServiceRequest.FromString(read(end, size)),
-                               tenant, self.normalizer)
-        if len(batch):
-            out.spans = (batch.to_table(), batch.tenants, batch.hours)
-            out.n_spans = len(batch)
+                rows.add(read(end, size), tenant)
+        table, tenants, hours, _ = rows.finish()  # invalid spans never reach the WAL
+        if table is not None:
+            out.spans = (table, tenants, hours)
+            out.n_spans = table.num_rows
         return out
 
     def _write_checkpoint(self, seq: int, end: Position) -> None:
