@@ -80,6 +80,11 @@ static int rd_skip(Rd *r, uint32_t wt) {
  * Python's decoder require. */
 static int utf8_ok(const uint8_t *s, const uint8_t *end) {
     while (s < end) {
+        if (end - s >= 8) {  /* ASCII runs, 8 bytes at a time */
+            uint64_t w;
+            memcpy(&w, s, 8);
+            if (!(w & 0x8080808080808080ULL)) { s += 8; continue; }
+        }
         uint8_t c = *s;
         if (c < 0x80) { s++; continue; }
         if (c >= 0xc2 && c <= 0xdf) {
@@ -465,7 +470,7 @@ static inline int buf_put(Buf *b, const void *p, size_t n) {
     return 0;
 }
 
-enum { C_FIXED, C_STR, C_U32, C_U64, C_I8 };
+enum { C_FIXED, C_STR, C_U32, C_U64, C_I8, C_U16, C_I64, C_BOOL };
 
 typedef struct {
     int kind, width;
@@ -506,14 +511,28 @@ static int col_fixed(Col *c, const void *p, int ok) {
     return col_valid(c, ok);
 }
 
-static int col_num(Col *c, uint64_t v) {
-    int rc;
-    if (c->kind == C_U32) { uint32_t x = (uint32_t)v; rc = buf_put(&c->data, &x, 4); }
-    else if (c->kind == C_U64) { rc = buf_put(&c->data, &v, 8); }
-    else { int8_t x = (int8_t)v; rc = buf_put(&c->data, &x, 1); }
+/* A number (or null when !ok) in the column's width. Booleans are bits, as Arrow keeps them. */
+static int col_value(Col *c, uint64_t v, int ok) {
+    int rc = 0;
+    if (!ok) v = 0;
+    switch (c->kind) {
+    case C_U32: { uint32_t x = (uint32_t)v; rc = buf_put(&c->data, &x, 4); break; }
+    case C_U64: case C_I64: rc = buf_put(&c->data, &v, 8); break;
+    case C_U16: { uint16_t x = (uint16_t)v; rc = buf_put(&c->data, &x, 2); break; }
+    case C_I8: { int8_t x = (int8_t)v; rc = buf_put(&c->data, &x, 1); break; }
+    case C_BOOL:
+        if ((c->n & 7) == 0) {
+            uint8_t z = 0;
+            rc = buf_put(&c->data, &z, 1);
+        }
+        if (rc == 0 && v) c->data.data[c->n >> 3] |= (uint8_t)(1u << (c->n & 7));
+        break;
+    }
     if (rc < 0) return -1;
-    return col_valid(c, 1);
+    return col_valid(c, ok);
 }
+
+static int col_num(Col *c, uint64_t v) { return col_value(c, v, 1); }
 
 /* The generic columns, in schema.GENERIC_FIELDS order. */
 enum {
@@ -534,16 +553,20 @@ static const int COL_KIND[NCOLS] = {
 
 /* ---- the Builder type -------------------------------------------------------------------- */
 
+#define MAX_AUDIT 64
+
 typedef struct {
     PyObject_HEAD
     PyObject *normalize, *dumps;
-    PyObject *audits, *tenants, *hours, *rejected;
-    Col cols[NCOLS];
+    PyObject *tenants, *hours, *rejected;
+    Col cols[NCOLS + MAX_AUDIT];  /* the generic columns, then the audit columns */
+    PyObject *audit_index;  /* audit column name -> its index among the audit columns */
+    int n_audit;
     int broken;
 } Builder;
 
 static void cols_reset(Builder *b, int free_all) {
-    for (int i = 0; i < NCOLS; i++) {
+    for (int i = 0; i < NCOLS + MAX_AUDIT; i++) {
         Col *c = &b->cols[i];
         if (free_all) {
             PyMem_Free(c->data.data); PyMem_Free(c->offsets.data); PyMem_Free(c->valid.data);
@@ -552,34 +575,64 @@ static void cols_reset(Builder *b, int free_all) {
             c->data.len = c->offsets.len = c->valid.len = 0;
             c->n = c->nulls = 0;
         }
-        c->kind = COL_KIND[i];
-        c->width = i == TRACE_ID ? 16 : 8;
+        if (i < NCOLS) {
+            c->kind = COL_KIND[i];
+            c->width = i == TRACE_ID ? 16 : 8;
+        }
     }
 }
 
 static int lists_reset(Builder *b) {
-    Py_XSETREF(b->audits, PyList_New(0));
     Py_XSETREF(b->tenants, PyList_New(0));
     Py_XSETREF(b->hours, PyList_New(0));
     Py_XSETREF(b->rejected, PyList_New(0));
-    return b->audits && b->tenants && b->hours && b->rejected ? 0 : -1;
+    return b->tenants && b->hours && b->rejected ? 0 : -1;
 }
 
+/* Builder(normalize, dumps, audit): `audit` lists the audit columns as (name, kind), kind
+ * one of "str", "int64", "uint16", "bool" (schema.AUDIT_COLUMNS). */
 static int Builder_init(Builder *self, PyObject *args, PyObject *kwds) {
-    static char *kwlist[] = {"normalize", "dumps", NULL};
-    PyObject *normalize, *dumps;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OO", kwlist, &normalize, &dumps)) return -1;
+    static char *kwlist[] = {"normalize", "dumps", "audit", NULL};
+    PyObject *normalize, *dumps, *audit;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OOO!", kwlist, &normalize, &dumps,
+                                     &PyList_Type, &audit))
+        return -1;
+    if (PyList_GET_SIZE(audit) > MAX_AUDIT) {
+        PyErr_SetString(PyExc_ValueError, "too many audit columns");
+        return -1;
+    }
     Py_XSETREF(self->normalize, Py_NewRef(normalize));
     Py_XSETREF(self->dumps, Py_NewRef(dumps));
     cols_reset(self, 1);
+    Py_XSETREF(self->audit_index, PyDict_New());
+    if (!self->audit_index) return -1;
+    self->n_audit = (int)PyList_GET_SIZE(audit);
+    for (int i = 0; i < self->n_audit; i++) {
+        PyObject *name, *kind, *ix;
+        if (!PyArg_ParseTuple(PyList_GET_ITEM(audit, i), "UU", &name, &kind)) return -1;
+        const char *k = PyUnicode_AsUTF8(kind);
+        if (!k) return -1;
+        Col *c = &self->cols[NCOLS + i];
+        if (!strcmp(k, "str")) c->kind = C_STR;
+        else if (!strcmp(k, "int64")) c->kind = C_I64;
+        else if (!strcmp(k, "uint16")) c->kind = C_U16;
+        else if (!strcmp(k, "bool")) c->kind = C_BOOL;
+        else {
+            PyErr_Format(PyExc_ValueError, "no audit column kind %R", kind);
+            return -1;
+        }
+        ix = PyLong_FromLong(i);
+        if (!ix || PyDict_SetItem(self->audit_index, name, ix) < 0) { Py_XDECREF(ix); return -1; }
+        Py_DECREF(ix);
+    }
     self->broken = 0;
     return lists_reset(self);
 }
 
 static void Builder_dealloc(Builder *self) {
     cols_reset(self, 1);
-    Py_XDECREF(self->normalize); Py_XDECREF(self->dumps);
-    Py_XDECREF(self->audits); Py_XDECREF(self->tenants);
+    Py_XDECREF(self->normalize); Py_XDECREF(self->dumps); Py_XDECREF(self->audit_index);
+    Py_XDECREF(self->tenants);
     Py_XDECREF(self->hours); Py_XDECREF(self->rejected);
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
@@ -693,6 +746,8 @@ static PyObject *span_problem(Rd tid, Rd sid, Rd parent, int32_t kind, int32_t c
 
 static const uint8_t EMPTY_BYTES[1];
 
+static int audit_slots(Builder *b, PyObject *values, PyObject **slots, uint64_t *nums);
+
 /* One span: validate, build its dicts, normalize, append its row. 0 ok, -1 error. */
 static int add_span(Builder *b, Rd r, Context *cx, PyObject *tenant) {
     uint32_t f, wt, flags = 0;
@@ -746,6 +801,8 @@ static int add_span(Builder *b, Rd r, Context *cx, PyObject *tenant) {
 
     PyObject *attrs = NULL, *events = NULL, *links = NULL, *code_obj = NULL, *res = NULL;
     PyObject *values = NULL, *lifted = NULL, *stored = NULL;
+    PyObject *slots[MAX_AUDIT];
+    uint64_t nums[MAX_AUDIT];
     PyObject *attrs_json = NULL, *events_json = NULL, *links_json = NULL, *hour = NULL;
     int rc = -1;
     attrs = attrs_of(r0, 9);
@@ -762,6 +819,7 @@ static int add_span(Builder *b, Rd r, Context *cx, PyObject *tenant) {
     }
     values = PyTuple_GET_ITEM(res, 0);
     lifted = PyTuple_GET_ITEM(res, 1);
+    if (audit_slots(b, values, slots, nums) < 0) goto done;
     if (PyDict_GET_SIZE(lifted)) {
         /* The attribute values stored in an audit column are kept once: {"$col": column}. */
         stored = PyDict_New();
@@ -831,7 +889,21 @@ static int add_span(Builder *b, Rd r, Context *cx, PyObject *tenant) {
         || col_bytes_obj(&c[LINKS], links_json) < 0
         || col_num(&c[DROPPED_LINKS], (uint32_t)dropped_links) < 0)
         goto done;
-    if (PyList_Append(b->audits, values) < 0 || PyList_Append(b->tenants, tenant) < 0
+    for (int i = 0; i < b->n_audit; i++) {
+        Col *a = &b->cols[NCOLS + i];
+        PyObject *x = slots[i];
+        int err;
+        if (a->kind == C_STR) {
+            Py_ssize_t n = 0;
+            const char *u = x ? PyUnicode_AsUTF8AndSize(x, &n) : NULL;
+            if (x && !u) goto done;
+            err = col_str(a, u, n, x != NULL);
+        } else {
+            err = col_value(a, nums[i], x != NULL);
+        }
+        if (err < 0) goto done;
+    }
+    if (PyList_Append(b->tenants, tenant) < 0
         || PyList_Append(b->hours, hour) < 0)
         goto done;
     rc = 0;
@@ -840,6 +912,49 @@ done:
     Py_XDECREF(res); Py_XDECREF(stored); Py_XDECREF(attrs_json); Py_XDECREF(events_json);
     Py_XDECREF(links_json); Py_XDECREF(hour);
     return rc;
+}
+
+/* The normalizer's values by audit column (borrowed; NULL where absent or None), numbers
+ * converted, each checked against its column's type as pa.array would: a value of another
+ * type is a TypeError, and nothing of the row has been appended yet. */
+static int audit_slots(Builder *b, PyObject *values, PyObject **slots, uint64_t *nums) {
+    Py_ssize_t pos = 0;
+    PyObject *k, *x;
+    for (int i = 0; i < b->n_audit; i++) slots[i] = NULL;
+    while (PyDict_Next(values, &pos, &k, &x)) {
+        PyObject *ix = PyDict_GetItemWithError(b->audit_index, k);
+        if (!ix) {
+            if (PyErr_Occurred()) return -1;
+            continue;  /* not a column: pa.array ignores it too */
+        }
+        if (x == Py_None) continue;
+        int i = (int)PyLong_AsLong(ix);
+        Col *a = &b->cols[NCOLS + i];
+        int ok;
+        switch (a->kind) {
+        case C_STR: ok = PyUnicode_Check(x); break;
+        case C_BOOL: ok = PyBool_Check(x); nums[i] = x == Py_True; break;
+        default:
+            ok = PyLong_Check(x) && !PyBool_Check(x);
+            if (ok) {
+                long long v = PyLong_AsLongLong(x);
+                if (v == -1 && PyErr_Occurred()) return -1;
+                if (a->kind == C_U16 && (v < 0 || v > 65535)) {
+                    PyErr_Format(PyExc_OverflowError, "audit column %R: %lld is out of range",
+                                 k, v);
+                    return -1;
+                }
+                nums[i] = (uint64_t)v;
+            }
+        }
+        if (!ok) {
+            PyErr_Format(PyExc_TypeError, "audit column %R cannot hold a %.50s", k,
+                         Py_TYPE(x)->tp_name);
+            return -1;
+        }
+        slots[i] = x;
+    }
+    return 0;
 }
 
 static void context_clear(Context *cx) {
@@ -958,7 +1073,7 @@ static PyObject *buf_bytes(Buf *b) {
     return PyBytes_FromStringAndSize((const char *)b->data, (Py_ssize_t)b->len);
 }
 
-/* finish() -> (columns, audits, tenants, hours, rejected); each column is
+/* finish() -> (columns, tenants, hours, rejected); each column (generic, then audit) is
  * (length, null count, validity or None, offsets or None, data), for pa.Array.from_buffers.
  * The builder is empty again afterwards. */
 static PyObject *Builder_finish(Builder *self, PyObject *Py_UNUSED(ignored)) {
@@ -966,9 +1081,10 @@ static PyObject *Builder_finish(Builder *self, PyObject *Py_UNUSED(ignored)) {
         PyErr_SetString(PyExc_RuntimeError, "the builder failed earlier; make a new one");
         return NULL;
     }
-    PyObject *cols = PyList_New(NCOLS);
+    int ncols = NCOLS + self->n_audit;
+    PyObject *cols = PyList_New(ncols);
     if (!cols) return NULL;
-    for (int i = 0; i < NCOLS; i++) {
+    for (int i = 0; i < ncols; i++) {
         Col *c = &self->cols[i];
         int32_t zero = 0;
         PyObject *valid, *offsets, *data;
@@ -994,8 +1110,7 @@ static PyObject *Builder_finish(Builder *self, PyObject *Py_UNUSED(ignored)) {
         if (!t) goto fail;
         PyList_SET_ITEM(cols, i, t);
     }
-    PyObject *out = Py_BuildValue("(NOOOO)", cols, self->audits, self->tenants, self->hours,
-                                  self->rejected);
+    PyObject *out = Py_BuildValue("(NOOO)", cols, self->tenants, self->hours, self->rejected);
     if (!out) return NULL;
     cols_reset(self, 0);
     if (lists_reset(self) < 0) { Py_DECREF(out); return NULL; }
@@ -1020,7 +1135,7 @@ static PyMethodDef Builder_methods[] = {
      "add(data, tenant) -> bool: convert one serialized ExportTraceServiceRequest; False "
      "(nothing added) when the request needs the reference converter."},
     {"finish", (PyCFunction)Builder_finish, METH_NOARGS,
-     "finish() -> (columns, audits, tenants, hours, rejected), and start empty again."},
+     "finish() -> (columns, tenants, hours, rejected), and start empty again."},
     {"rows", (PyCFunction)Builder_len, METH_NOARGS, "rows() -> spans added so far."},
     {NULL, NULL, 0, NULL},
 };
@@ -1030,7 +1145,7 @@ static PyTypeObject BuilderType = {
     .tp_name = "aitrail.store._spanrows.Builder",
     .tp_basicsize = sizeof(Builder),
     .tp_flags = Py_TPFLAGS_DEFAULT,
-    .tp_doc = "Builder(normalize, dumps): span rows as Arrow buffers (see records.py).",
+    .tp_doc = "Builder(normalize, dumps, audit): span rows as Arrow buffers (records.py).",
     .tp_new = PyType_GenericNew,
     .tp_init = (initproc)Builder_init,
     .tp_dealloc = (destructor)Builder_dealloc,

@@ -156,6 +156,10 @@ def append_request(batch: Batch, req: ExportTraceServiceRequest, tenant: str,
                 hours.append(start // _HOUR_NS)
 
 
+_AUDIT_KINDS = [(name, {pa.string(): "str", pa.int64(): "int64", pa.uint16(): "uint16",
+                        pa.bool_(): "bool"}[t]) for name, t in AUDIT_COLUMNS]
+
+
 def _from_buffers(field: pa.Field, n: int, nulls: int, valid: bytes | None,
                   offsets: bytes | None, data: bytes) -> pa.Array:
     buffers = [None if valid is None else pa.py_buffer(valid)]
@@ -174,7 +178,7 @@ class SpanRows:
 
     def __init__(self, normalizer: Normalizer) -> None:
         self.normalizer = normalizer
-        self._fast = (_spanrows.Builder(normalizer.normalize, _dumps)
+        self._fast = (_spanrows.Builder(normalizer.normalize, _dumps, _AUDIT_KINDS)
                       if _spanrows is not None else None)
         # Finished parts, in request order: (table, tenants, hours).
         self._parts: list[tuple[pa.Table, list[str], list[int]]] = []
@@ -201,14 +205,13 @@ class SpanRows:
     def _finish_fast(self) -> None:
         if self._fast is None:
             return
-        cols, audits, tenants, hours, rejected = self._fast.finish()
+        cols, tenants, hours, rejected = self._fast.finish()
         self._rejected += rejected
-        if audits:
-            arrays = [_from_buffers(f, *c) for f, c in zip(GENERIC_FIELDS, cols, strict=True)]
-            arrays += pa.array(audits, type=_AUDIT_STRUCT).flatten()
+        if tenants:
+            arrays = [_from_buffers(f, *c) for f, c in zip(SPANS_SCHEMA, cols, strict=True)]
             self._parts.append((pa.Table.from_arrays(arrays, schema=SPANS_SCHEMA), tenants,
                                 hours))
-            self._rows += len(audits)
+            self._rows += len(tenants)
 
     def __len__(self) -> int:
         return self._rows + (self._fast.rows() if self._fast is not None else 0)

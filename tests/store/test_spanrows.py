@@ -8,6 +8,7 @@ from __future__ import annotations
 import math
 import struct
 
+import pyarrow as pa
 import pytest
 from google.protobuf.message import DecodeError
 from hypothesis import HealthCheck, given, settings
@@ -60,7 +61,8 @@ def assert_same(payloads: list[bytes], **kw) -> None:
 
 
 def fast_path_takes(data: bytes) -> bool:
-    builder = records._spanrows.Builder(Normalizer().normalize, records._dumps)
+    builder = records._spanrows.Builder(Normalizer().normalize, records._dumps,
+                                        records._AUDIT_KINDS)
     return builder.add(data, "default")
 
 
@@ -293,3 +295,45 @@ def test_rejected_spans_are_named_like_the_reference():
     (_, _, _, rejected), _ = both([req.SerializeToString()])
     assert len(rejected) == 4
     assert_same([req.SerializeToString()])
+
+
+class _OddNormalizer(Normalizer):
+    """Returns one audit value of the wrong type."""
+
+    def __init__(self, values: dict) -> None:
+        super().__init__()
+        self.values = values
+
+    def normalize(self, *args, **kw):
+        out, lifted = super().normalize(*args, **kw)
+        return {**out, **self.values}, lifted
+
+
+@pytest.mark.parametrize("values", [{"input_tokens": "12"}, {"request_model": 5},
+                                    {"review_required": 1}, {"input_tokens": 2**64}])
+def test_an_audit_value_of_the_wrong_type_fails_both_ways(values):
+    data = _one_span().SerializeToString()
+    with pytest.raises((TypeError, OverflowError)):
+        rows = SpanRows(_OddNormalizer(values))
+        rows.add(data, "default")
+        rows.finish()
+    batch = Batch()
+    append_request(batch, ExportTraceServiceRequest.FromString(data), "default",
+                   _OddNormalizer(values))
+    with pytest.raises((TypeError, OverflowError, pa.ArrowInvalid)):
+        batch.to_table()
+
+
+def test_audit_values_of_every_type_and_none():
+    values = {"input_tokens": -(2**63), "output_tokens": 2**63 - 1, "review_required": False,
+              "normalizer_version": 65535, "request_model": "é" * 30, "reviewer": None,
+              "not_a_column": object()}
+    data = _one_span().SerializeToString()
+    rows = SpanRows(_OddNormalizer(values))
+    rows.add(data, "default")
+    table = rows.finish()[0]
+    batch = Batch()
+    append_request(batch, ExportTraceServiceRequest.FromString(data), "default",
+                   _OddNormalizer(values))
+    assert table.equals(batch.to_table())
+    assert table.column("review_required").to_pylist() == [False]
