@@ -1,12 +1,19 @@
-"""Builds the compiled span-to-row converter; everything else is in pyproject.toml.
+"""Builds the compiled span-to-row converter and row digests; the rest is in pyproject.toml.
 
-The extension is optional: where it cannot be compiled, records.py's reference converter does
-the same work more slowly (tests/store/test_spanrows.py fails where it is missing, so CI always
-runs with it).
+Both extensions are optional: where one cannot be compiled, the pure Python code beside it
+does the same work more slowly (records.append_request, integrity/rows.py's hashlib loop), and
+tests/store/test_spanrows.py fails, so CI always runs with them. The digests need OpenSSL's
+headers (Debian's libssl-dev, on every machine here).
 """
 
 from setuptools import Extension, setup
 
-setup(ext_modules=[Extension("aitrail.store._spanrows", ["aitrail/store/_spanrows.c"],
-                             extra_compile_args=["-O2", "-Wall", "-Wno-unused-variable"],
-                             optional=True)])
+_FLAGS = ["-O2", "-Wall", "-Wno-unused-variable"]
+
+setup(ext_modules=[
+    Extension("aitrail.store._spanrows", ["aitrail/store/_spanrows.c"],
+              extra_compile_args=_FLAGS, optional=True),
+    # Row digests with the GIL released, through the OpenSSL that Python's hashlib uses.
+    Extension("aitrail.store.integrity._digests", ["aitrail/store/integrity/_digests.c"],
+              libraries=["crypto"], extra_compile_args=_FLAGS, optional=True),
+])

@@ -110,8 +110,12 @@ def blast(port: int, payloads: list[bytes], inflight: int,
           channels: int = 4) -> tuple[float, list[float]]:
     """Send every payload with `inflight` calls outstanding, round robin over `channels`
     connections; returns (seconds, latencies)."""
+    # A local subchannel pool per channel: gRPC otherwise shares one connection between
+    # channels to the same address, and `aitrail serve --workers N` spreads connections,
+    # not calls, across its processes.
     chans = [grpc.insecure_channel(f"127.0.0.1:{port}", options=[
-        ("grpc.max_send_message_length", 64 * 1024 * 1024)]) for _ in range(channels)]
+        ("grpc.max_send_message_length", 64 * 1024 * 1024),
+        ("grpc.use_local_subchannel_pool", 1)]) for _ in range(channels)]
     calls = [ch.unary_unary(EXPORT, request_serializer=None, response_deserializer=None)
              for ch in chans]
     for ch in chans:

@@ -1152,6 +1152,148 @@ static PyTypeObject BuilderType = {
     .tp_methods = Builder_methods,
 };
 
+/* ---- DigestWindow: the collector's dedupe window ----------------------------------------- */
+
+/* The last `capacity` distinct 64-bit digests, oldest forgotten first: a ring of digests in
+ * arrival order and an open-addressing set over them (linear probing, backward-shift
+ * deletion). 12-24 bytes a digest, where a Python dict of ints cost ~90 and an OrderedDict
+ * ~130: the default window of 300k spans takes ~6 MB instead of 27-39 MB in each process. */
+typedef struct {
+    PyObject_HEAD
+    uint64_t *ring, *table;
+    uint8_t *used;  /* one byte a table slot: a digest may be 0 */
+    Py_ssize_t capacity, count, head;  /* ring[head] is the oldest */
+    uint64_t mask;
+} DigestWindow;
+
+static int window_find(DigestWindow *w, uint64_t d, uint64_t *slot) {
+    uint64_t i = d & w->mask;
+    while (w->used[i]) {
+        if (w->table[i] == d) { *slot = i; return 1; }
+        i = (i + 1) & w->mask;
+    }
+    *slot = i;
+    return 0;
+}
+
+static void window_delete(DigestWindow *w, uint64_t d) {
+    uint64_t i;
+    if (!window_find(w, d, &i)) return;
+    uint64_t j = i;
+    for (;;) {  /* shift later members of the cluster back into the hole */
+        j = (j + 1) & w->mask;
+        if (!w->used[j]) break;
+        uint64_t home = w->table[j] & w->mask;
+        /* move j to i unless its home lies cyclically in (i, j] */
+        int stays = i <= j ? (home > i && home <= j) : (home > i || home <= j);
+        if (!stays) {
+            w->table[i] = w->table[j];
+            i = j;
+        }
+    }
+    w->used[i] = 0;
+}
+
+static int window_add(DigestWindow *w, uint64_t d) {
+    uint64_t slot;
+    if (window_find(w, d, &slot)) return 0;  /* already known: keeps its place */
+    if (w->count == w->capacity) {
+        window_delete(w, w->ring[w->head]);
+        w->head = (w->head + 1) % w->capacity;
+        w->count--;
+        window_find(w, d, &slot);  /* the deletion may have moved the free slot */
+    }
+    w->table[slot] = d;
+    w->used[slot] = 1;
+    w->ring[(w->head + w->count) % w->capacity] = d;
+    w->count++;
+    return 1;
+}
+
+static int DigestWindow_init(DigestWindow *self, PyObject *args, PyObject *kwds) {
+    static char *kwlist[] = {"capacity", NULL};
+    Py_ssize_t capacity;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "n", kwlist, &capacity)) return -1;
+    if (capacity < 1 || capacity > ((Py_ssize_t)1 << 40)) {
+        PyErr_SetString(PyExc_ValueError, "capacity must be at least 1");
+        return -1;
+    }
+    uint64_t size = 1;
+    while (size < (uint64_t)capacity + capacity / 2 + 1) size <<= 1;  /* load <= 2/3 */
+    PyMem_Free(self->ring); PyMem_Free(self->table); PyMem_Free(self->used);
+    self->ring = PyMem_Malloc(capacity * sizeof(uint64_t));
+    self->table = PyMem_Malloc(size * sizeof(uint64_t));
+    self->used = PyMem_Calloc(size, 1);
+    if (!self->ring || !self->table || !self->used) { PyErr_NoMemory(); return -1; }
+    self->capacity = capacity;
+    self->count = self->head = 0;
+    self->mask = size - 1;
+    return 0;
+}
+
+static void DigestWindow_dealloc(DigestWindow *self) {
+    PyMem_Free(self->ring); PyMem_Free(self->table); PyMem_Free(self->used);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static int as_digest(PyObject *o, uint64_t *d) {
+    *d = PyLong_AsUnsignedLongLong(o);
+    return *d == (uint64_t)-1 && PyErr_Occurred() ? -1 : 0;
+}
+
+static int DigestWindow_contains(DigestWindow *self, PyObject *o) {
+    uint64_t d, slot;
+    if (!self->table) return 0;
+    if (as_digest(o, &d) < 0) return -1;
+    return window_find(self, d, &slot);
+}
+
+static Py_ssize_t DigestWindow_len(DigestWindow *self) { return self->count; }
+
+static PyObject *DigestWindow_extend(DigestWindow *self, PyObject *iterable) {
+    PyObject *it = PyObject_GetIter(iterable), *o;
+    if (!it) return NULL;
+    if (!self->table) {
+        Py_DECREF(it);
+        PyErr_SetString(PyExc_RuntimeError, "DigestWindow was not initialised");
+        return NULL;
+    }
+    while ((o = PyIter_Next(it))) {
+        uint64_t d;
+        int err = as_digest(o, &d);
+        Py_DECREF(o);
+        if (err < 0) { Py_DECREF(it); return NULL; }
+        window_add(self, d);
+    }
+    Py_DECREF(it);
+    if (PyErr_Occurred()) return NULL;
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef DigestWindow_methods[] = {
+    {"extend", (PyCFunction)DigestWindow_extend, METH_O,
+     "extend(digests): remember each new digest (u64), forgetting the oldest beyond capacity."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PySequenceMethods DigestWindow_seq = {
+    .sq_length = (lenfunc)DigestWindow_len,
+    .sq_contains = (objobjproc)DigestWindow_contains,
+};
+
+static PyTypeObject DigestWindowType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "aitrail.store._spanrows.DigestWindow",
+    .tp_basicsize = sizeof(DigestWindow),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "DigestWindow(capacity): the last `capacity` distinct u64 digests; `d in w`.",
+    .tp_new = PyType_GenericNew,
+    .tp_init = (initproc)DigestWindow_init,
+    .tp_dealloc = (destructor)DigestWindow_dealloc,
+    .tp_methods = DigestWindow_methods,
+    .tp_as_sequence = &DigestWindow_seq,
+};
+
 static struct PyModuleDef module = {
     PyModuleDef_HEAD_INIT, "_spanrows",
     "The compiled span-to-row converter (records.py is the reference).", -1, NULL,
@@ -1170,10 +1312,11 @@ PyMODINIT_FUNC PyInit__spanrows(void) {
         *names[i].slot = PyUnicode_InternFromString(names[i].text);
         if (!*names[i].slot) return NULL;
     }
-    if (PyType_Ready(&BuilderType) < 0) return NULL;
+    if (PyType_Ready(&BuilderType) < 0 || PyType_Ready(&DigestWindowType) < 0) return NULL;
     PyObject *m = PyModule_Create(&module);
     if (!m) return NULL;
-    if (PyModule_AddObjectRef(m, "Builder", (PyObject *)&BuilderType) < 0) {
+    if (PyModule_AddObjectRef(m, "Builder", (PyObject *)&BuilderType) < 0
+        || PyModule_AddObjectRef(m, "DigestWindow", (PyObject *)&DigestWindowType) < 0) {
         Py_DECREF(m);
         return NULL;
     }

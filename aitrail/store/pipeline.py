@@ -25,7 +25,7 @@ import shutil
 import struct
 import threading
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -44,7 +44,7 @@ from .integrity.log import leaf_log
 from .integrity.publish import retire_unfinished_flush
 from .log_records import LogBatch, append_logs_request, log_problem
 from .normalize import Normalizer
-from .records import SpanRows, _span_problem
+from .records import SpanRows, _span_problem, _spanrows
 from .redaction import RedactionError, RedactionPolicy, Redactor
 from .trace_index import sidecar_path
 from .wal import WAL, Position, WALFailed, peek
@@ -75,6 +75,34 @@ class Unavailable(StoreError):
     def __init__(self, message: str, retry_after_s: float = 5.0) -> None:
         super().__init__(message)
         self.retry_after_s = retry_after_s
+
+
+class _PyDigestWindow:
+    """The last `capacity` distinct digests, oldest forgotten first (`_spanrows.DigestWindow`
+    does the same in ~6 MB for 300k, where 64-bit ints in a dict cost ~27 MB; this stands in
+    where it was not compiled: an OrderedDict, because taking the oldest key of a plain dict
+    scans the slots its earlier deletions left, 11 us a span once the window was full)."""
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self._d: OrderedDict[int, None] = OrderedDict()
+
+    def __contains__(self, d: int) -> bool:
+        return d in self._d
+
+    def __len__(self) -> int:
+        return len(self._d)
+
+    def extend(self, digests) -> None:
+        d = self._d
+        for x in digests:
+            if x not in d:
+                if len(d) == self.capacity:
+                    d.popitem(last=False)
+                d[x] = None
+
+
+DigestWindow = _spanrows.DigestWindow if _spanrows is not None else _PyDigestWindow
 
 
 @dataclass
@@ -177,9 +205,8 @@ class Pipeline:
         self._queue: deque[_Item] = deque()
         self._queue_lock = threading.Lock()
         self._unflushed_bytes = 0
-        # Digests of recently stored spans, oldest first (a dict keeps insertion order): 64-bit
-        # ints cost ~90 bytes an entry, so the default window of 300k spans is ~27 MB.
-        self._seen: dict[int, None] = {}
+        # Digests of recently stored spans; the oldest are forgotten first.
+        self._seen = DigestWindow(self.limits.dedupe_window)
         self._seen_lock = threading.Lock()
         self._flush_seq = 0
         self._checkpoint = Position(0, 0)
@@ -324,11 +351,6 @@ class Pipeline:
             prefix = tenant.encode() + b"\0"
         return int.from_bytes(hashlib.sha256(prefix + item).digest()[:8], "little")
 
-    def _evict(self) -> None:
-        seen, window = self._seen, self.limits.dedupe_window
-        while len(seen) > window:
-            del seen[next(iter(seen))]
-
     def _remember_payload(self, tenant: str, data: bytes, kind: bytes) -> list[int]:
         """Remember every item of a logged request; returns their digests."""
         digests = [self._digest(tenant, item)
@@ -338,9 +360,7 @@ class Pipeline:
 
     def _remember_digests(self, digests) -> None:
         with self._seen_lock:
-            for d in digests:
-                self._seen[d] = None
-            self._evict()
+            self._seen.extend(digests)
 
     # The window survives restarts: each flush writes the digests of what it stored to
     # <wal>/seen/<flush seq>.bin before its checkpoint; start-up reads back the newest files

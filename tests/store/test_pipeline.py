@@ -269,6 +269,21 @@ def test_the_persisted_window_keeps_only_what_the_window_holds(tmp_path):
         p.stop()
 
 
+def test_the_window_forgets_the_oldest_spans_first(tmp_path):
+    p = pipeline(tmp_path, dedupe_window=6)
+    try:
+        requests = [request(3) for _ in range(4)]  # 12 spans through a window of 6
+        for req, _ in requests:
+            assert p.accept(copy(req), "default").spans == 3
+        assert len(p._seen) == 6
+        newest = p.accept(copy(requests[-1][0]), "default")
+        oldest = p.accept(copy(requests[0][0]), "default")
+        assert (newest.spans, newest.duplicates) == (0, 3)
+        assert (oldest.spans, oldest.duplicates) == (3, 0)  # forgotten: stored again
+    finally:
+        p.stop()
+
+
 def test_a_failed_wal_makes_the_pipeline_unavailable_and_keeps_what_it_acknowledged(tmp_path):
     a = pipeline(tmp_path)
     req, ids = request()

@@ -5,6 +5,7 @@ however its bytes are laid out."""
 
 from __future__ import annotations
 
+import hashlib
 import math
 import struct
 
@@ -19,13 +20,29 @@ from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
 from aitrail.store import mappings as m
 from aitrail.store import records
+from aitrail.store.integrity import rows as rows_mod
 from aitrail.store.normalize import Normalizer
 from aitrail.store.records import Batch, SpanRows, append_request
 
 
-def test_the_compiled_converter_is_built():
-    """setup.py builds it as optional; CI must not quietly run without it."""
+def test_the_compiled_parts_are_built():
+    """setup.py builds them as optional; CI must not quietly run without them."""
     assert records._spanrows is not None
+    assert rows_mod._digests is not None
+
+
+@given(st.lists(st.binary(max_size=3000), max_size=20), st.integers(0, 3))
+def test_compiled_row_digests_are_sha256_of_each_slice(values, skip):
+    data = b"".join(values)
+    offsets = [0]
+    for v in values:
+        offsets.append(offsets[-1] + len(v))
+    packed = struct.pack(f"<{len(offsets)}i", *offsets)
+    first = min(skip, len(values))
+    got = rows_mod._digests.slices(data, packed, first, len(values) - first)
+    assert got == [hashlib.sha256(v).digest() for v in values[first:]]
+    with pytest.raises(ValueError):
+        rows_mod._digests.slices(data, packed, first, len(values) - first + 1)
 
 
 def both(payloads: list[bytes], tenants: list[str] | None = None, mapping=None):
@@ -337,3 +354,24 @@ def test_audit_values_of_every_type_and_none():
                    _OddNormalizer(values))
     assert table.equals(batch.to_table())
     assert table.column("review_required").to_pylist() == [False]
+
+
+_digests_u64 = st.one_of(st.integers(0, 2**64 - 1), st.integers(0, 40),
+                         st.integers(0, 40).map(lambda k: k << 40 | 7))  # collide in the table
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.integers(1, 12), st.lists(st.lists(_digests_u64, max_size=10), max_size=30),
+       st.lists(_digests_u64, max_size=20))
+def test_the_compiled_digest_window_forgets_like_the_reference(capacity, batches, probes):
+    from aitrail.store.pipeline import DigestWindow, _PyDigestWindow
+
+    assert DigestWindow is records._spanrows.DigestWindow
+    fast, ref = DigestWindow(capacity), _PyDigestWindow(capacity)
+    for batch in batches:
+        fast.extend(batch)
+        ref.extend(batch)
+        assert len(fast) == len(ref)
+        assert all((d in fast) == (d in ref) for d in batch + probes)
+    with pytest.raises(OverflowError):
+        fast.extend([-1])
