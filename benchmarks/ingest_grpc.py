@@ -11,7 +11,8 @@ process to a collector in other processes. Measured in the same run:
   and Parquet without any network or WAL.
 - AITRAIL: `aitrail serve --workers N` (default as `aitrail serve`'s): acknowledged = fsync'd in the
   WAL, so acked spans/s is the durable rate; also the time until the flushers have written
-  everything to Parquet. RSS is the supervisor and all its processes together.
+  everything to Parquet. RSS and CPU are of the collector and every process it starts (its
+  workers with --workers N, its conversion helper) together.
 
 Targets on this 2-core machine: >= 30,000 spans/s durable, collector RSS <= 300 MB.
 
@@ -24,6 +25,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import resource
 import signal
 import subprocess
 import sys
@@ -73,21 +75,11 @@ def rss_mb(pid: int) -> float:
     return 0.0
 
 
-def cpu_s(pid: int) -> tuple[float, float]:
-    """(user, system) CPU seconds of a process (all its threads)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    tick = os.sysconf("SC_CLK_TCK")
-    return int(fields[11]) / tick, int(fields[12]) / tick
-
-
 class Peak:
-    """Samples a process's RSS in the background, and the CPU time its tree has used (the
-    last sample before it exits: CPU per span is a figure a busy machine does not skew much,
-    unlike a rate)."""
+    """Samples the RSS of a process and its descendants in the background."""
 
     def __init__(self, pid: int) -> None:
         self.pid, self.peak, self._stop = pid, 0.0, threading.Event()
-        self.cpu = (0.0, 0.0)
         self._t = threading.Thread(target=self._run, daemon=True)
         self._t.start()
 
@@ -95,8 +87,6 @@ class Peak:
         while not self._stop.wait(0.05):
             try:
                 self.peak = max(self.peak, tree_rss_mb(self.pid))
-                times = [cpu_s(p) for p in tree_pids(self.pid)]
-                self.cpu = (sum(u for u, _ in times), sum(s for _, s in times))
             except OSError:
                 return
 
@@ -239,6 +229,7 @@ def run_aitrail(payloads: list[bytes], inflight: int, n_spans: int, channels: in
         cmd = [sys.executable, "-m", "aitrail.cli", "--store", d, "serve", "--grpc",
                "127.0.0.1:0", "--http", "off", "--writer-id", "bench",
                "--workers", str(workers), "--compact-every", "0"]
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
         proc, port = start_server(cmd)
         peak = Peak(proc.pid)
         try:
@@ -252,7 +243,10 @@ def run_aitrail(payloads: list[bytes], inflight: int, n_spans: int, channels: in
                 proc.kill()
                 proc.wait()
             rss = peak.stop()
-            cpu = peak.cpu
+        # CPU of the collector and every process it started and reaped (its workers, its
+        # conversion helper): sampling /proc missed processes that had already exited.
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpu = (after.ru_utime - before.ru_utime, after.ru_stime - before.ru_stime)
         m = re.search(r"stopped; (\d+) spans accepted", out)
         accepted = int(m.group(1)) if m else -1
         if accepted != n_spans:

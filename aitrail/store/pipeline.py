@@ -38,13 +38,14 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 
 from .compact import GRACE_S, compact_store
 from .config import check_tenant
+from .convert_worker import Converter, ConvertError
 from .errors import StoreError
 from .fsutil import fsync_dir
 from .integrity.log import leaf_log
 from .integrity.publish import retire_unfinished_flush
 from .log_records import LogBatch, append_logs_request, log_problem
 from .normalize import Normalizer
-from .records import SpanRows, _span_problem, _spanrows
+from .records import AUDIT_KINDS, SpanRows, _span_problem, _spanrows
 from .redaction import RedactionError, RedactionPolicy, Redactor
 from .trace_index import sidecar_path
 from .wal import WAL, Position, WALFailed, peek
@@ -131,6 +132,9 @@ class Limits:
     # Closed tenant-hours are compacted this often (0: never; `aitrail compact` by hand).
     compact_interval_s: float = 300.0
     compact_grace_s: float = GRACE_S
+    # Convert spans in a helper process (store/convert_worker.py): `aitrail serve` with one
+    # process does, so conversion runs on the other core.
+    convert_in_helper: bool = False
 
 
 TRACES, LOGS = b"T", b"L"
@@ -200,6 +204,8 @@ class Pipeline:
         self.normalizer = Normalizer(mapping)
         # Secrets are masked in the request path, before the WAL (docs/redaction.md).
         self.redactor = Redactor(self.root, redaction)
+        self._converter = (Converter(mapping, AUDIT_KINDS)
+                           if self.limits.convert_in_helper and _spanrows is not None else None)
         self.wal_dir = self.root / "_wal" / writer_id
         self.wal = WAL(self.wal_dir)
         self._queue: deque[_Item] = deque()
@@ -311,6 +317,8 @@ class Pipeline:
                 self._sign_checkpoint()
         finally:
             self._write_pool.shutdown()
+            if self._converter is not None:
+                self._converter.close()
             try:
                 self.wal.close()
             finally:
@@ -640,9 +648,18 @@ class Pipeline:
             if batch.rows:
                 out.logs = (batch.to_table(), batch.tenants, batch.hours)
         rows = SpanRows(self.normalizer)  # WAL records are requests as received
-        for end, tenant, size, kind, _ in items:
-            if kind != LOGS:
-                rows.add(read(end, size), tenant)
+        traces = [(end, tenant, size) for end, tenant, size, kind, _ in items if kind != LOGS]
+        if traces and self._converter is not None:
+            try:
+                cols, tenants, hours, _, refused = self._converter.convert(
+                    [(*self.wal.locate(end, size), size, tenant) for end, tenant, size in traces])
+            except ConvertError as e:  # the round is converted here instead
+                log.warning("%s; converting in the collector", e)
+            else:
+                rows.add_columns(cols, tenants, hours)
+                traces = [traces[i] for i in refused]  # left to the reference converter
+        for end, tenant, size in traces:
+            rows.add(read(end, size), tenant)
         table, tenants, hours, _ = rows.finish()  # invalid spans never reach the WAL
         if table is not None:
             out.spans = (table, tenants, hours)

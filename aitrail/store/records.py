@@ -156,7 +156,7 @@ def append_request(batch: Batch, req: ExportTraceServiceRequest, tenant: str,
                 hours.append(start // _HOUR_NS)
 
 
-_AUDIT_KINDS = [(name, {pa.string(): "str", pa.int64(): "int64", pa.uint16(): "uint16",
+AUDIT_KINDS = [(name, {pa.string(): "str", pa.int64(): "int64", pa.uint16(): "uint16",
                         pa.bool_(): "bool"}[t]) for name, t in AUDIT_COLUMNS]
 
 
@@ -178,7 +178,7 @@ class SpanRows:
 
     def __init__(self, normalizer: Normalizer) -> None:
         self.normalizer = normalizer
-        self._fast = (_spanrows.Builder(normalizer.normalize, _dumps, _AUDIT_KINDS)
+        self._fast = (_spanrows.Builder(normalizer.normalize, _dumps, AUDIT_KINDS)
                       if _spanrows is not None else None)
         # Finished parts, in request order: (table, tenants, hours).
         self._parts: list[tuple[pa.Table, list[str], list[int]]] = []
@@ -202,16 +202,24 @@ class SpanRows:
         self._rejected += batch.rejected
         return batch.rejected
 
-    def _finish_fast(self) -> None:
-        if self._fast is None:
-            return
-        cols, tenants, hours, rejected = self._fast.finish()
-        self._rejected += rejected
+    def add_columns(self, cols: list, tenants: list[str], hours: list[int]) -> None:
+        """Rows converted elsewhere by the compiled converter (`_spanrows.Builder.finish`
+        in the collector's conversion helper, store/convert_worker.py)."""
+        self._finish_fast()  # keeps request order
         if tenants:
             arrays = [_from_buffers(f, *c) for f, c in zip(SPANS_SCHEMA, cols, strict=True)]
             self._parts.append((pa.Table.from_arrays(arrays, schema=SPANS_SCHEMA), tenants,
                                 hours))
             self._rows += len(tenants)
+
+    def _finish_fast(self) -> None:
+        if self._fast is None:
+            return
+        if not self._fast.rows() and not self._fast.rejected():
+            return
+        cols, tenants, hours, rejected = self._fast.finish()
+        self._rejected += rejected
+        self.add_columns(cols, tenants, hours)
 
     def __len__(self) -> int:
         return self._rows + (self._fast.rows() if self._fast is not None else 0)

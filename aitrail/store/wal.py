@@ -258,6 +258,11 @@ class WAL:
         """Everything up to here is durable."""
         return self._synced
 
+    def locate(self, end: Position, n: int) -> tuple[str, int]:
+        """(file, offset) of the last `n` bytes of the record ending at `end` (for a reader
+        in another process, which reads them itself)."""
+        return str(_segment_path(self.dir, end.segment)), end.offset - n
+
     def read_tail(self, end: Position, n: int) -> bytes:
         """The last `n` bytes of the durable record ending at `end` (the collector keeps
         only positions in memory and reads a request back when it flushes it)."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import signal
 import struct
 import time
 from collections import Counter
@@ -307,3 +308,65 @@ def test_a_failed_wal_makes_the_pipeline_unavailable_and_keeps_what_it_acknowled
     assert b.start() == 1
     b.stop()
     assert stored(tmp_path) == Counter({i: 1 for i in ids})
+
+
+def _gone(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    return False
+
+
+def test_a_conversion_helper_converts_rounds_and_stops_with_the_pipeline(tmp_path):
+    p = pipeline(tmp_path, convert_in_helper=True)
+    try:
+        reqs = [request(4) for _ in range(3)]
+        for req, _ in reqs:
+            p.accept(copy(req), "default")
+        assert p.flush() == 12
+        pid = p._converter.pid
+        assert pid is not None  # the round went through the helper
+    finally:
+        p.stop()
+    assert _gone(pid)  # stop() ends it (it exits when its stdin closes)
+    assert stored(tmp_path) == Counter({i: 1 for _, ids in reqs for i in ids})
+
+
+def test_a_killed_helper_loses_nothing_and_is_replaced(tmp_path):
+    p = pipeline(tmp_path, convert_in_helper=True)
+    try:
+        first, first_ids = request(3)
+        p.accept(copy(first), "default")
+        assert p.flush() == 3
+        old = p._converter.pid
+        os.kill(old, signal.SIGKILL)
+        second, second_ids = request(3)
+        p.accept(copy(second), "default")
+        assert p.flush() == 3  # converted in the collector this round
+        third, third_ids = request(3)
+        p.accept(copy(third), "default")
+        assert p.flush() == 3
+        assert p._converter.pid not in (None, old)  # a new helper took over
+    finally:
+        p.stop()
+    assert stored(tmp_path) == Counter({i: 1 for i in first_ids + second_ids + third_ids})
+
+
+def test_the_helper_hands_requests_it_cannot_read_back(tmp_path):
+    """A bytes-valued attribute goes to the reference converter, in the collector."""
+    p = pipeline(tmp_path, convert_in_helper=True)
+    try:
+        req, ids = request(2)
+        sp = req.resource_spans[0].scope_spans[0].spans[0]
+        sp.attributes.add(key="blob").value.bytes_value = b"\x00\x01"
+        plain, plain_ids = request(2)
+        p.accept(copy(req), "default")
+        p.accept(copy(plain), "default")
+        assert p.flush() == 4
+    finally:
+        p.stop()
+    assert stored(tmp_path) == Counter({i: 1 for i in ids + plain_ids})
+    with Store(tmp_path) as st:
+        rows = st.sql("select attributes from spans where attributes like '%blob%'").rows
+    assert len(rows) == 1 and "$bytes" in rows[0]["attributes"]

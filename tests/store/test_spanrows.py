@@ -79,7 +79,7 @@ def assert_same(payloads: list[bytes], **kw) -> None:
 
 def fast_path_takes(data: bytes) -> bool:
     builder = records._spanrows.Builder(Normalizer().normalize, records._dumps,
-                                        records._AUDIT_KINDS)
+                                        records.AUDIT_KINDS)
     return builder.add(data, "default")
 
 

@@ -18,7 +18,8 @@ multiset commitment, so compaction, which reorders rows, can show that a new fil
 exactly the rows of the files it replaces (less the exact duplicates it drops, which have
 the same digest as the copy kept).
 
-Cost: one Arrow join of the columns (C++, no per-row Python), then one hashlib call per row;
+Cost: one Arrow join of the columns (C++, no per-row Python), then SHA-256 of each row with
+the GIL released (_digests.c; a hashlib loop where it was not compiled);
 benchmarks/verify.py measures it per span against the Parquet write itself.
 """
 

@@ -1,0 +1,157 @@
+"""Span conversion in a helper process, for the collector's flusher.
+
+One collector process holds one GIL, and converting spans (the compiled converter plus the
+normalizer, Python) was about a third of the GIL time in it (py-spy --gil): the gRPC
+threads, the WAL and the writer waited for it. The flusher hands each round's WAL records to
+this helper, which reads them from the WAL files itself and answers with the generic and audit
+columns as Arrow buffers (records.SpanRows, the same code as in-process); the collector
+builds the table and writes it. So conversion runs on the other core, in a process that
+imports no gRPC and holds no requests.
+
+The helper keeps nothing: if it dies, the round is converted again (by a new helper, or in
+the collector itself when none can start), from the WAL, which is trimmed only after the
+round's files are published. It exits when its stdin closes, so it never outlives the
+collector. Requests the compiled converter does not take are named in the answer and
+converted by the collector with the reference code.
+
+Protocol on stdin/stdout: frames of a little-endian u64 length and a pickle. First frame: the
+mapping ([mapping] of aitrail.toml) and the audit column kinds; then one frame per round, a
+list of (WAL segment path, offset, size, tenant), answered by (columns, tenants, hours,
+rejected, refused request indices).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import pickle
+import signal
+import struct
+import subprocess
+import sys
+import threading
+from typing import Any, BinaryIO
+
+_LEN = struct.Struct("<Q")
+# A round is ~2 MiB of requests; its answer a few MB. Anything far larger is a broken peer.
+_MAX_FRAME = 1 << 31
+
+
+def _write(f: BinaryIO, obj: Any) -> None:
+    data = pickle.dumps(obj, protocol=5)
+    f.write(_LEN.pack(len(data)))
+    f.write(data)
+    f.flush()
+
+
+def _read(f: BinaryIO) -> Any:
+    head = f.read(_LEN.size)
+    if len(head) < _LEN.size:
+        return None
+    (n,) = _LEN.unpack(head)
+    if n > _MAX_FRAME:
+        raise ValueError(f"frame of {n} bytes")
+    data = f.read(n)
+    if len(data) < n:
+        return None
+    return pickle.loads(data)
+
+
+def _pread(path: str, offset: int, size: int) -> bytes:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        data = os.pread(fd, size, offset)
+    finally:
+        os.close(fd)
+    if len(data) != size:
+        raise OSError(f"{path}: record at byte {offset} is cut short")
+    return data
+
+
+def main() -> int:
+    """The helper: convert rounds until stdin closes."""
+    # The collector decides when to stop; Ctrl-C reaches the whole process group.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    import orjson
+
+    from . import _spanrows
+    from .normalize import Normalizer
+
+    stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
+    init = _read(stdin)
+    if init is None:
+        return 0
+    mapping, audit = init
+    builder = _spanrows.Builder(Normalizer(mapping).normalize, orjson.dumps, audit)
+    while (items := _read(stdin)) is not None:
+        refused = [i for i, (path, offset, size, tenant) in enumerate(items)
+                   if not builder.add(_pread(path, offset, size), tenant)]
+        _write(stdout, (*builder.finish(), refused))
+    return 0
+
+
+class ConvertError(Exception):
+    """The helper failed or is gone: convert the round again."""
+
+
+class Converter:
+    """The collector's side: starts the helper on first use, restarts it after a failure."""
+
+    def __init__(self, mapping: dict[str, list[str]] | None, audit: list[tuple[str, str]]):
+        self._init = (mapping, audit)
+        self._proc: subprocess.Popen | None = None
+        self._lock = threading.Lock()
+
+    def convert(self, items: list[tuple[str, int, int, str]]) -> tuple:
+        """(columns, tenants, hours, rejected, refused) of one round."""
+        with self._lock:
+            try:
+                if self._proc is None:
+                    self._proc = subprocess.Popen(
+                        [sys.executable, "-m", "aitrail.store.convert_worker"],
+                        stdin=subprocess.PIPE, stdout=subprocess.PIPE, start_new_session=True)
+                    _write(self._proc.stdin, self._init)
+                _write(self._proc.stdin, items)
+                out = _read(self._proc.stdout)
+            except (OSError, ValueError, pickle.PickleError, EOFError) as e:
+                self._kill()
+                raise ConvertError(f"the conversion helper failed: {e}") from None
+            if out is None:
+                code = self._kill()
+                raise ConvertError(f"the conversion helper exited (code {code})")
+            return out
+
+    def _kill(self) -> int | None:
+        proc, self._proc = self._proc, None
+        if proc is None:
+            return None
+        proc.kill()
+        code = proc.wait()
+        for f in (proc.stdin, proc.stdout):
+            with contextlib.suppress(OSError):
+                f.close()
+        return code
+
+    def close(self) -> None:
+        """Stop the helper (it exits when its stdin closes)."""
+        with self._lock:
+            proc, self._proc = self._proc, None
+            if proc is None:
+                return
+            with contextlib.suppress(OSError):
+                proc.stdin.close()
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+            proc.stdout.close()
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc is not None else None
+
+
+if __name__ == "__main__":
+    sys.exit(main())
