@@ -23,16 +23,27 @@ rejected, refused request indices).
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import pickle
+import select
 import signal
 import struct
 import subprocess
 import sys
 import threading
+import time
 from typing import Any, BinaryIO
 
+
+class ConvertError(Exception):
+    """The helper failed, is gone or too slow: convert the round again."""
+
+
 _LEN = struct.Struct("<Q")
+# An answer is a few MB. Each read from the pipe gives up the GIL and must take it back from
+# the gRPC threads, so a 1 MiB pipe (not the default 64 KiB) means 16x fewer waits for it.
+_F_SETPIPE_SZ = 1031
 # A round is ~2 MiB of requests; its answer a few MB. Anything far larger is a broken peer.
 _MAX_FRAME = 1 << 31
 
@@ -55,6 +66,37 @@ def _read(f: BinaryIO) -> Any:
     if len(data) < n:
         return None
     return pickle.loads(data)
+
+
+def _send(fd: int, obj: Any) -> None:
+    body = pickle.dumps(obj, protocol=5)
+    data = memoryview(_LEN.pack(len(body)) + body)
+    while data:
+        data = data[os.write(fd, data):]
+
+
+def _recv(fd: int, timeout_s: float) -> Any:
+    """One frame from a pipe, or ConvertError if it does not come whole within `timeout_s`:
+    a helper that stops answering must not stall the flusher (and with it every exporter)."""
+    deadline = time.monotonic() + timeout_s
+
+    def exactly(n: int) -> bytes:
+        parts, got = [], 0
+        while got < n:
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([fd], [], [], left)[0]:
+                raise ConvertError(f"no answer within {timeout_s:g} s")
+            chunk = os.read(fd, n - got)
+            if not chunk:
+                raise ConvertError("it exited")
+            parts.append(chunk)
+            got += len(chunk)
+        return b"".join(parts)
+
+    (n,) = _LEN.unpack(exactly(_LEN.size))
+    if n > _MAX_FRAME:
+        raise ConvertError(f"it sent a frame of {n} bytes")
+    return pickle.loads(exactly(n))
 
 
 def _pread(path: str, offset: int, size: int) -> bytes:
@@ -91,15 +133,13 @@ def main() -> int:
     return 0
 
 
-class ConvertError(Exception):
-    """The helper failed or is gone: convert the round again."""
-
-
 class Converter:
     """The collector's side: starts the helper on first use, restarts it after a failure."""
 
-    def __init__(self, mapping: dict[str, list[str]] | None, audit: list[tuple[str, str]]):
+    def __init__(self, mapping: dict[str, list[str]] | None, audit: list[tuple[str, str]],
+                 timeout_s: float = 60.0):
         self._init = (mapping, audit)
+        self.timeout_s = timeout_s  # a round takes well under a second
         self._proc: subprocess.Popen | None = None
         self._lock = threading.Lock()
 
@@ -110,17 +150,17 @@ class Converter:
                 if self._proc is None:
                     self._proc = subprocess.Popen(
                         [sys.executable, "-m", "aitrail.store.convert_worker"],
-                        stdin=subprocess.PIPE, stdout=subprocess.PIPE, start_new_session=True)
-                    _write(self._proc.stdin, self._init)
-                _write(self._proc.stdin, items)
-                out = _read(self._proc.stdout)
-            except (OSError, ValueError, pickle.PickleError, EOFError) as e:
-                self._kill()
-                raise ConvertError(f"the conversion helper failed: {e}") from None
-            if out is None:
+                        stdin=subprocess.PIPE, stdout=subprocess.PIPE, bufsize=0,
+                        start_new_session=True)
+                    with contextlib.suppress(OSError):  # fewer, larger reads (Linux)
+                        fcntl.fcntl(self._proc.stdout.fileno(), _F_SETPIPE_SZ, 1 << 20)
+                    _send(self._proc.stdin.fileno(), self._init)
+                _send(self._proc.stdin.fileno(), items)
+                return _recv(self._proc.stdout.fileno(), self.timeout_s)
+            except (OSError, ValueError, pickle.PickleError, EOFError, ConvertError) as e:
                 code = self._kill()
-                raise ConvertError(f"the conversion helper exited (code {code})")
-            return out
+                raise ConvertError(f"the conversion helper failed ({e}; exit code {code})"
+                                   ) from None
 
     def _kill(self) -> int | None:
         proc, self._proc = self._proc, None

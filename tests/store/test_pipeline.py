@@ -370,3 +370,21 @@ def test_the_helper_hands_requests_it_cannot_read_back(tmp_path):
     with Store(tmp_path) as st:
         rows = st.sql("select attributes from spans where attributes like '%blob%'").rows
     assert len(rows) == 1 and "$bytes" in rows[0]["attributes"]
+
+
+def test_a_helper_that_stops_answering_cannot_stall_the_flusher(tmp_path):
+    p = pipeline(tmp_path, convert_in_helper=True)
+    try:
+        first, first_ids = request(3)
+        p.accept(copy(first), "default")
+        assert p.flush() == 3
+        stuck = p._converter.pid
+        p._converter.timeout_s = 1.0
+        os.kill(stuck, signal.SIGSTOP)  # alive, holding its pipes, answering nothing
+        second, second_ids = request(3)
+        p.accept(copy(second), "default")
+        assert p.flush() == 3  # gave up on it after the timeout, converted here
+        assert _gone(stuck) or open(f"/proc/{stuck}/stat").read().split()[2] == "Z"
+    finally:
+        p.stop()
+    assert stored(tmp_path) == Counter({i: 1 for i in first_ids + second_ids})
