@@ -245,7 +245,9 @@ static int ok_span(Rd r) {
 static int ok_resource(Rd r) { return ok_fields(r, ".KV", ok_none); }
 static int ok_scope(Rd r) { return ok_fields(r, ".SSKV", ok_none); }
 
-static int ok_scope_spans(Rd r) {
+/* ResourceSpans and ScopeSpans share a shape: 1 a singular message (`head`), 2 the repeated
+ * children (`item`), 3 schema_url. */
+static int ok_group(Rd r, checker head, checker item) {
     uint32_t f, wt;
     uint64_t seen = 0;
     Rd s;
@@ -253,9 +255,9 @@ static int ok_scope_spans(Rd r) {
         if (!rd_tag(&r, &f, &wt)) return 0;
         if (f == 1) {
             SEEN(1);
-            if (wt != 2 || !rd_len(&r, &s) || !ok_scope(s)) return 0;
+            if (wt != 2 || !rd_len(&r, &s) || !head(s)) return 0;
         } else if (f == 2) {
-            if (wt != 2 || !rd_len(&r, &s) || !ok_span(s)) return 0;
+            if (wt != 2 || !rd_len(&r, &s) || !item(s)) return 0;
         } else if (f == 3) {
             SEEN(3);
             if (!ok_string(&r, wt)) return 0;
@@ -266,26 +268,8 @@ static int ok_scope_spans(Rd r) {
     return 1;
 }
 
-static int ok_resource_spans(Rd r) {
-    uint32_t f, wt;
-    uint64_t seen = 0;
-    Rd s;
-    while (r.p < r.end) {
-        if (!rd_tag(&r, &f, &wt)) return 0;
-        if (f == 1) {
-            SEEN(1);
-            if (wt != 2 || !rd_len(&r, &s) || !ok_resource(s)) return 0;
-        } else if (f == 2) {
-            if (wt != 2 || !rd_len(&r, &s) || !ok_scope_spans(s)) return 0;
-        } else if (f == 3) {
-            SEEN(3);
-            if (!ok_string(&r, wt)) return 0;
-        } else if (!rd_skip(&r, wt)) {
-            return 0;
-        }
-    }
-    return 1;
-}
+static int ok_scope_spans(Rd r) { return ok_group(r, ok_scope, ok_span); }
+static int ok_resource_spans(Rd r) { return ok_group(r, ok_resource, ok_scope_spans); }
 
 static int ok_request(Rd r) { return ok_fields(r, ".R", ok_resource_spans); }
 
