@@ -384,7 +384,7 @@ def test_a_helper_that_stops_answering_cannot_stall_the_flusher(tmp_path):
         second, second_ids = request(3)
         p.accept(copy(second), "default")
         assert p.flush() == 3  # gave up on it after the timeout, converted here
-        assert _gone(stuck) or open(f"/proc/{stuck}/stat").read().split()[2] == "Z"
+        assert _gone(stuck)  # killed and reaped
     finally:
         p.stop()
     assert stored(tmp_path) == Counter({i: 1 for i in first_ids + second_ids})
