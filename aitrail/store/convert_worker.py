@@ -33,7 +33,7 @@ import subprocess
 import sys
 import threading
 import time
-from typing import Any, BinaryIO
+from typing import Any
 
 
 class ConvertError(Exception):
@@ -48,26 +48,6 @@ _F_SETPIPE_SZ = 1031
 _MAX_FRAME = 1 << 31
 
 
-def _write(f: BinaryIO, obj: Any) -> None:
-    data = pickle.dumps(obj, protocol=5)
-    f.write(_LEN.pack(len(data)))
-    f.write(data)
-    f.flush()
-
-
-def _read(f: BinaryIO) -> Any:
-    head = f.read(_LEN.size)
-    if len(head) < _LEN.size:
-        return None
-    (n,) = _LEN.unpack(head)
-    if n > _MAX_FRAME:
-        raise ValueError(f"frame of {n} bytes")
-    data = f.read(n)
-    if len(data) < n:
-        return None
-    return pickle.loads(data)
-
-
 def _send(fd: int, obj: Any) -> None:
     body = pickle.dumps(obj, protocol=5)
     data = memoryview(_LEN.pack(len(body)) + body)
@@ -75,28 +55,38 @@ def _send(fd: int, obj: Any) -> None:
         data = data[os.write(fd, data):]
 
 
-def _recv(fd: int, timeout_s: float) -> Any:
-    """One frame from a pipe, or ConvertError if it does not come whole within `timeout_s`:
-    a helper that stops answering must not stall the flusher (and with it every exporter)."""
-    deadline = time.monotonic() + timeout_s
+def _recv(fd: int, timeout_s: float | None = None) -> Any:
+    """One frame from a pipe; None if the pipe closed between frames. ConvertError if it
+    closes inside one or, with `timeout_s`, the frame does not come whole in time: a helper
+    that stops answering must not stall the flusher (and with it every exporter)."""
+    deadline = None if timeout_s is None else time.monotonic() + timeout_s
 
     def exactly(n: int) -> bytes:
         parts, got = [], 0
         while got < n:
-            left = deadline - time.monotonic()
-            if left <= 0 or not select.select([fd], [], [], left)[0]:
-                raise ConvertError(f"no answer within {timeout_s:g} s")
+            if deadline is not None:
+                left = deadline - time.monotonic()
+                if left <= 0 or not select.select([fd], [], [], left)[0]:
+                    raise ConvertError(f"no answer within {timeout_s:g} s")
             chunk = os.read(fd, n - got)
             if not chunk:
-                raise ConvertError("it exited")
+                raise EOFError(got)
             parts.append(chunk)
             got += len(chunk)
         return b"".join(parts)
 
-    (n,) = _LEN.unpack(exactly(_LEN.size))
+    try:
+        (n,) = _LEN.unpack(exactly(_LEN.size))
+    except EOFError as e:
+        if e.args[0] == 0:
+            return None
+        raise ConvertError("the pipe closed inside a frame") from None
     if n > _MAX_FRAME:
-        raise ConvertError(f"it sent a frame of {n} bytes")
-    return pickle.loads(exactly(n))
+        raise ConvertError(f"a frame of {n} bytes")
+    try:
+        return pickle.loads(exactly(n))
+    except EOFError:
+        raise ConvertError("the pipe closed inside a frame") from None
 
 
 def _pread(path: str, offset: int, size: int) -> bytes:
@@ -120,16 +110,16 @@ def main() -> int:
     from . import _spanrows
     from .normalize import Normalizer
 
-    stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
-    init = _read(stdin)
+    stdin, stdout = sys.stdin.fileno(), sys.stdout.fileno()
+    init = _recv(stdin)
     if init is None:
         return 0
     mapping, audit = init
     builder = _spanrows.Builder(Normalizer(mapping).normalize, orjson.dumps, audit)
-    while (items := _read(stdin)) is not None:
+    while (items := _recv(stdin)) is not None:
         refused = [i for i, (path, offset, size, tenant) in enumerate(items)
                    if not builder.add(_pread(path, offset, size), tenant)]
-        _write(stdout, (*builder.finish(), refused))
+        _send(stdout, (*builder.finish(), refused))
     return 0
 
 
@@ -156,7 +146,10 @@ class Converter:
                         fcntl.fcntl(self._proc.stdout.fileno(), _F_SETPIPE_SZ, 1 << 20)
                     _send(self._proc.stdin.fileno(), self._init)
                 _send(self._proc.stdin.fileno(), items)
-                return _recv(self._proc.stdout.fileno(), self.timeout_s)
+                out = _recv(self._proc.stdout.fileno(), self.timeout_s)
+                if out is None:
+                    raise ConvertError("it exited")
+                return out
             except (OSError, ValueError, pickle.PickleError, EOFError, ConvertError) as e:
                 code = self._kill()
                 raise ConvertError(f"the conversion helper failed ({e}; exit code {code})"

@@ -19,7 +19,7 @@ import pyarrow.parquet as pq
 from .config import check_tenant
 from .fsutil import fsync_dir, publish_lock
 from .integrity import publish as integrity
-from .records import Batch, hour_partition
+from .records import hour_partition
 from .schema import DICTIONARY_COLUMNS, FILE_METADATA, LOG_DICTIONARY_COLUMNS
 from .trace_index import write_sidecar
 
@@ -70,11 +70,6 @@ class ParquetWriter:
         self.compression_level = compression_level
         self.log = log  # the integrity log its files are entered in
         self.seq = 0
-
-    def write(self, batch: Batch) -> list[Path]:
-        if not len(batch):
-            return []
-        return self.write_table(batch.to_table(), batch.tenants, batch.hours)
 
     def write_table(self, table: pa.Table, tenants: list[str], hours: list[int],
                     dataset: str = "spans") -> list[Path]:
