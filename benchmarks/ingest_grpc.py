@@ -203,8 +203,11 @@ def tree_pids(pid: int) -> list[int]:
     out, todo = [], [pid]
     while todo:
         p = todo.pop()
+        # Every thread's children: the collector starts its conversion helper from the
+        # flusher thread, and the main thread's list alone misses it.
         try:
-            kids = Path(f"/proc/{p}/task/{p}/children").read_text().split()
+            kids = [k for t in Path(f"/proc/{p}/task").iterdir()
+                    for k in (t / "children").read_text().split()]
         except OSError:
             continue
         out.append(p)
