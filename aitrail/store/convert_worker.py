@@ -1,23 +1,26 @@
-"""Span conversion in a helper process, for the collector's flusher.
+"""Span conversion and staging in a helper process, for the collector's flusher.
 
-One collector process holds one GIL, and converting spans (the compiled converter plus the
-normalizer, Python) was about a third of the GIL time in it (py-spy --gil): the gRPC
-threads, the WAL and the writer waited for it. The flusher hands each round's WAL records to
-this helper, which reads them from the WAL files itself and answers with the generic and audit
-columns as Arrow buffers (records.SpanRows, the same code as in-process); the collector
-builds the table and writes it. So conversion runs on the other core, in a process that
-imports no gRPC and holds no requests.
+One collector process holds one GIL. Converting spans (the compiled converter plus the
+normalizer, Python) and writing them (row digests, Parquet, zstd, the file hash) were most
+of the collector's CPU besides gRPC, and the gRPC threads, the WAL and the flusher waited on
+them (benchmarks/ingest_grpc.py: with the writing left out, 45k spans/s instead of 27k). The
+flusher hands each round's WAL records to this helper, which reads them from the WAL files
+itself, converts them (records.SpanRows, the same code as in-process) and stages the round's
+files in the writer's staging directory (writer.stage: temporary name, fsync, sidecar, row
+digests, file facts). The collector only publishes them: renames and integrity log entries,
+under the publish lock, in round order. So the work runs on the other core, in a process
+that imports no gRPC and holds no requests. The helper converts one round while it writes
+the one before (Parquet and zstd release the GIL), so two rounds can be in hand.
 
-The helper keeps nothing: if it dies, the round is converted again (by a new helper, or in
+The helper keeps nothing: if it dies, its rounds are staged again (by a new helper, or in
 the collector itself when none can start), from the WAL, which is trimmed only after the
 round's files are published. It exits when its stdin closes, so it never outlives the
-collector. Requests the compiled converter does not take are named in the answer and
-converted by the collector with the reference code.
+collector.
 
-Protocol on stdin/stdout: frames of a little-endian u64 length and a pickle. First frame: the
-mapping ([mapping] of aitrail.toml) and the audit column kinds; then one frame per round, a
-list of (WAL segment path, offset, size, tenant), answered by (columns, tenants, hours,
-rejected, refused request indices).
+Protocol on stdin/stdout: frames of a little-endian u64 length and a pickle. First frame:
+the mapping ([mapping] of aitrail.toml), the store root and the Parquet compression level;
+then one frame per round, (file name prefix, first file number, staging directory, list of
+(WAL segment path, offset, size, tenant)), answered in order by (staged files, spans).
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ import subprocess
 import sys
 import threading
 import time
+import traceback
 from typing import Any
 
 
@@ -101,40 +105,68 @@ def _pread(path: str, offset: int, size: int) -> bytes:
 
 
 def main() -> int:
-    """The helper: convert rounds until stdin closes."""
+    """The helper: stage rounds until stdin closes."""
     # The collector decides when to stop; Ctrl-C reaches the whole process group.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    import orjson
+    import queue
+    from pathlib import Path
 
-    from . import _spanrows
     from .normalize import Normalizer
+    from .records import SpanRows
+    from .writer import ParquetWriter
 
     stdin, stdout = sys.stdin.fileno(), sys.stdout.fileno()
     init = _recv(stdin)
     if init is None:
         return 0
-    mapping, audit = init
-    builder = _spanrows.Builder(Normalizer(mapping).normalize, orjson.dumps, audit)
-    while (items := _recv(stdin)) is not None:
-        refused = [i for i, (path, offset, size, tenant) in enumerate(items)
-                   if not builder.add(_pread(path, offset, size), tenant)]
-        _send(stdout, (*builder.finish(), refused))
+    mapping, root, level = init
+    rows = SpanRows(Normalizer(mapping))
+    converted: queue.Queue = queue.Queue(maxsize=1)  # one round written, one converted
+
+    def write() -> None:
+        try:
+            while (job := converted.get()) is not None:
+                name, first, tmp_dir, (table, tenants, hours, _) = job
+                writer = ParquetWriter(Path(root), name, compression_level=level)
+                writer.seq = first - 1
+                staged = ([] if table is None
+                          else writer.stage_table(table, tenants, hours, Path(tmp_dir)))
+                _send(stdout, (staged, len(tenants)))
+        except BaseException:  # the collector sees the pipe close and stages it itself
+            traceback.print_exc()
+            os._exit(1)
+
+    writer_thread = threading.Thread(target=write, name="aitrail-helper-writer")
+    writer_thread.start()
+    try:
+        while (job := _recv(stdin)) is not None:
+            name, first, tmp_dir, items = job
+            for path, offset, size, tenant in items:
+                rows.add(_pread(path, offset, size), tenant)
+            converted.put((name, first, tmp_dir, rows.finish()))
+    finally:
+        converted.put(None)
+        writer_thread.join()
     return 0
 
 
 class Converter:
-    """The collector's side: starts the helper on first use, restarts it after a failure."""
+    """The collector's side: starts the helper on first use, restarts it after a failure.
+    Answers come in the order rounds were submitted; `generation` changes whenever a helper
+    is killed, so a round knows whether its answer can still come."""
 
-    def __init__(self, mapping: dict[str, list[str]] | None, audit: list[tuple[str, str]],
+    def __init__(self, mapping: dict[str, list[str]] | None, root: Any, level: int,
                  timeout_s: float = 60.0):
-        self._init = (mapping, audit)
+        self._init = (mapping, str(root), level)
         self.timeout_s = timeout_s  # a round takes well under a second
         self._proc: subprocess.Popen | None = None
         self._lock = threading.Lock()
+        self.generation = 0
 
-    def convert(self, items: list[tuple[str, int, int, str]]) -> tuple:
-        """(columns, tenants, hours, rejected, refused) of one round."""
+    def submit(self, job: tuple) -> int:
+        """Hand a round to the helper, starting one if needed; returns the generation its
+        answer belongs to. ConvertError if it cannot."""
         with self._lock:
             try:
                 if self._proc is None:
@@ -145,18 +177,36 @@ class Converter:
                     with contextlib.suppress(OSError):  # fewer, larger reads (Linux)
                         fcntl.fcntl(self._proc.stdout.fileno(), _F_SETPIPE_SZ, 1 << 20)
                     _send(self._proc.stdin.fileno(), self._init)
-                _send(self._proc.stdin.fileno(), items)
+                _send(self._proc.stdin.fileno(), job)
+                return self.generation
+            except (OSError, ValueError, pickle.PickleError) as e:
+                raise self._failed(e) from None
+
+    def result(self, generation: int) -> Any:
+        """The answer to the oldest round not answered yet, submitted in `generation`."""
+        with self._lock:
+            if generation != self.generation or self._proc is None:
+                raise ConvertError("the conversion helper that had the round was stopped")
+            try:
                 out = _recv(self._proc.stdout.fileno(), self.timeout_s)
                 if out is None:
                     raise ConvertError("it exited")
                 return out
             except (OSError, ValueError, pickle.PickleError, EOFError, ConvertError) as e:
-                code = self._kill()
-                raise ConvertError(f"the conversion helper failed ({e}; exit code {code})"
-                                   ) from None
+                raise self._failed(e) from None
+
+    def _failed(self, e: BaseException) -> ConvertError:
+        code = self._kill()
+        return ConvertError(f"the conversion helper failed ({e}; exit code {code})")
+
+    def kill(self) -> None:
+        """Stop the helper now, with whatever rounds it holds (they are staged again)."""
+        with self._lock:
+            self._kill()
 
     def _kill(self) -> int | None:
         proc, self._proc = self._proc, None
+        self.generation += 1
         if proc is None:
             return None
         proc.kill()
@@ -170,6 +220,7 @@ class Converter:
         """Stop the helper (it exits when its stdin closes)."""
         with self._lock:
             proc, self._proc = self._proc, None
+            self.generation += 1
             if proc is None:
                 return
             with contextlib.suppress(OSError):

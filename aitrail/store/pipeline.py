@@ -16,6 +16,7 @@ another one logged before a crash.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import hashlib
 import logging
@@ -27,8 +28,8 @@ import threading
 import time
 from collections import OrderedDict, deque
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -40,17 +41,17 @@ from .compact import GRACE_S, compact_store
 from .config import check_tenant
 from .convert_worker import Converter, ConvertError
 from .errors import StoreError
-from .fsutil import fsync_dir
+from .fsutil import fsync_dir, publish_lock
 from .integrity.log import leaf_log
 from .integrity.publish import retire_unfinished_flush
 from .log_records import LogBatch, append_logs_request, log_problem
 from .normalize import Normalizer
-from .records import AUDIT_KINDS, SpanRows, _span_problem, _spanrows
+from .records import SpanRows, _span_problem, _spanrows
 from .redaction import RedactionError, RedactionPolicy, Redactor
 from .trace_index import sidecar_path
 from .wal import WAL, Position, WALFailed, peek
 from .wire import WireRequest, item_groups
-from .writer import ParquetWriter
+from .writer import ParquetWriter, Staged, publish
 
 log = logging.getLogger("aitrail.pipeline")
 
@@ -162,7 +163,6 @@ def decode_payload(payload: bytes) -> tuple[str, bytes, bytes]:
 # (WAL end, tenant, request size, kind, digests of its items as packed u64): the request
 # itself stays in the WAL file (the page cache), read back when it is flushed.
 _Item = tuple[Position, str, int, bytes, bytes]
-_Rows = tuple[Any, list[str], list[int]]  # an Arrow table, each row's tenant and hour bucket
 
 # Flush files live until their hour is compacted (zstd 3 then): measured on the benchmark
 # load, zstd 1 writes in 7.0 us/span instead of 10.9, for 480 B/span instead of 431.
@@ -170,10 +170,15 @@ FLUSH_COMPRESSION_LEVEL = 1
 
 
 @dataclass
-class _Converted:
-    spans: _Rows | None = None
-    logs: _Rows | None = None
-    n_spans: int = 0
+class _Round:
+    """One flush round on its way to being published."""
+    items: list[_Item]
+    seq: int
+    first: int = 1  # number of its first spans file (its logs files come before)
+    staged: list[Staged] = field(default_factory=list)
+    spans: int = 0
+    helper: int | None = None  # its spans are at the helper (the generation it went to)
+    pending: Future | None = None  # its spans being staged here: (files, spans)
 
 
 def _pack(digests) -> bytes:
@@ -204,9 +209,11 @@ class Pipeline:
         self.normalizer = Normalizer(mapping)
         # Secrets are masked in the request path, before the WAL (docs/redaction.md).
         self.redactor = Redactor(self.root, redaction)
-        self._converter = (Converter(mapping, AUDIT_KINDS)
+        self._converter = (Converter(mapping, self.root, FLUSH_COMPRESSION_LEVEL)
                            if self.limits.convert_in_helper and _spanrows is not None else None)
         self.wal_dir = self.root / "_wal" / writer_id
+        # A round's files are written here, then renamed into their partitions (publish).
+        self._staging = self.wal_dir / "staging"
         self.wal = WAL(self.wal_dir)
         self._queue: deque[_Item] = deque()
         self._queue_lock = threading.Lock()
@@ -226,7 +233,7 @@ class Pipeline:
         self._compactor: threading.Thread | None = None
         self.compact_error: str | None = None
         self._flush_lock = threading.Lock()
-        # Writes a round while the flusher converts the next (see `flush`).
+        # Stages a round while the flusher converts the next (without a helper: `flush`).
         self._write_pool = ThreadPoolExecutor(1, thread_name_prefix="aitrail-writer")
         self.flush_error: str | None = None
         self._flush_failed = False  # an attempt may have left files of the next flush seq
@@ -258,6 +265,7 @@ class Pipeline:
                              f"({self.wal_dir}); give this one another --writer-id") from None
         self._flush_seq, self._checkpoint = _read_checkpoint(self.wal_dir)
         self._delete_unfinished_flush_files()
+        self._clear_staging()
         self._load_seen(self.wal_dir)
         replayed = 0
         for end, payload in self.wal.open():
@@ -349,6 +357,12 @@ class Pipeline:
             for path in base.glob(f"*/*/*/_{self.writer_id}-f*.tids"):
                 if not path.with_name(path.name[1:-len(".tids")] + ".parquet").exists():
                     path.unlink(missing_ok=True)
+
+    def _clear_staging(self) -> None:
+        """Drop staged files no round will publish (a crash, or a round given up on)."""
+        self._staging.mkdir(exist_ok=True)
+        for path in self._staging.iterdir():
+            path.unlink(missing_ok=True)
 
     # -- accepting ---------------------------------------------------------------------------
 
@@ -566,24 +580,28 @@ class Pipeline:
     def flush(self) -> int:
         """Write every durable queued record to Parquet, in rounds of at most
         `limits.flush_round_bytes` (each its own files and checkpoint); returns spans
-        written. A round is converted (Python, holds the GIL) while the one before it is
-        written (Parquet and zstd in C++, without the GIL), so both cores work."""
+        written. Two rounds are in hand: the next is converted and staged (by the helper,
+        store/convert_worker.py, or here: converted by this thread, written by the writer
+        thread, without the GIL) while the one before is published."""
         # Only what is durable now: under steady load, chasing new arrivals would make a
         # tiny file every few ms instead of one flush per interval.
         target = self.wal.synced
         total = 0
         with self._flush_lock:
-            items = self._take(target, None)
-            converted = self._convert(items) if items else None
-            while items:
-                writing = self._write_pool.submit(self._finish, items, converted)
-                try:
-                    following = self._take(target, items[-1][0])
-                    converted_next = self._convert(following) if following else None
-                finally:  # never leave a round writing outside the flush lock
-                    total += writing.result()  # if it failed, the next round is dropped
-                items, converted = following, converted_next
-        return total
+            rounds: deque[_Round] = deque()
+            after = None
+            try:
+                while True:
+                    while len(rounds) < 2 and (items := self._take(target, after)):
+                        after = items[-1][0]
+                        rounds.append(self._stage(items, self._flush_seq + len(rounds) + 1))
+                    if not rounds:
+                        return total
+                    self._wait(rounds)
+                    total += self._finish(rounds.popleft())
+            except BaseException:
+                self._abandon(rounds)
+                raise
 
     def _take(self, target: Position, after: Position | None) -> list[_Item]:
         """The next round: queued records after `after` (the round being written) up to
@@ -601,21 +619,18 @@ class Pipeline:
                 size += item[2]
         return items
 
-    def _finish(self, items: list[_Item], converted: _Converted) -> int:
-        """Write one round (in queue order), checkpoint it, drop it from the queue, trim."""
-        seq = self._flush_seq + 1
+    def _finish(self, rnd: _Round) -> int:
+        """Publish one staged round, checkpoint it, drop it from the queue, trim."""
+        items, seq = rnd.items, rnd.seq
         if self._flush_failed:
             # A failed attempt may have published some files under this seq. A retry
             # carries more data, so its partitions (and file numbers) can differ, and
             # files it does not overwrite would hold a second copy of their spans.
             self._delete_unfinished_flush_files()
         self._flush_failed = True
-        writer = ParquetWriter(self.root, f"{self.writer_id}-f{seq:08d}",
-                               compression_level=FLUSH_COMPRESSION_LEVEL, log=self.writer_id)
-        if converted.logs is not None:
-            writer.write_table(*converted.logs, dataset="logs")
-        if converted.spans is not None:
-            writer.write_table(*converted.spans)
+        with publish_lock(self.root):
+            for staged in rnd.staged:
+                publish(self.root, self.writer_id, staged)
         end = items[-1][0]
         self._write_seen(seq, items)
         self._write_checkpoint(seq, end)
@@ -630,9 +645,9 @@ class Pipeline:
         fsync_dir(self.wal_dir)
         self.wal.trim(end)
         self.stats["flushes"] += 1
-        self.stats["flushed_spans"] += converted.n_spans
+        self.stats["flushed_spans"] += rnd.spans
         self._sign_checkpoint(CHECKPOINT_INTERVAL_S)
-        return converted.n_spans
+        return rnd.spans
 
     def _sign_checkpoint(self, every_s: float = 0.0) -> None:
         """A signed checkpoint of this writer's integrity log (docs/integrity.md)."""
@@ -641,9 +656,17 @@ class Pipeline:
         except (OSError, StoreError) as e:  # the data is safe; only the signature is late
             log.error("cannot write the integrity checkpoint: %s", e)
 
-    def _convert(self, items: list[_Item]) -> _Converted:
-        """A round's requests as Arrow tables (with each row's tenant and hour bucket)."""
-        out = _Converted()
+    def _writer(self, seq: int, first: int = 1) -> ParquetWriter:
+        """Names files <writer>-f<seq>-<n>.parquet from n = `first`."""
+        writer = ParquetWriter(self.root, f"{self.writer_id}-f{seq:08d}",
+                               compression_level=FLUSH_COMPRESSION_LEVEL, log=self.writer_id)
+        writer.seq = first - 1
+        return writer
+
+    def _stage(self, items: list[_Item], seq: int) -> _Round:
+        """Start staging a round: its log records here and now (few), its spans at the helper
+        or in the writer thread (`_wait` collects them)."""
+        rnd = _Round(items, seq)
         read = self.wal.read_tail
         logs = [item for item in items if item[3] == LOGS]
         if logs:
@@ -652,25 +675,69 @@ class Pipeline:
                 append_logs_request(batch, ExportLogsServiceRequest.FromString(read(end, size)),
                                     tenant)
             if batch.rows:
-                out.logs = (batch.to_table(), batch.tenants, batch.hours)
-        rows = SpanRows(self.normalizer)  # WAL records are requests as received
+                writer = self._writer(seq)
+                rnd.staged += writer.stage_table(batch.to_table(), batch.tenants, batch.hours,
+                                                 self._staging, dataset="logs")
+                rnd.first = writer.seq + 1
         traces = [(end, tenant, size) for end, tenant, size, kind, _ in items if kind != LOGS]
-        if traces and self._converter is not None:
+        if not traces:
+            return rnd
+        if self._converter is not None:
             try:
-                cols, tenants, hours, _, refused = self._converter.convert(
-                    [(*self.wal.locate(end, size), size, tenant) for end, tenant, size in traces])
-            except ConvertError as e:  # the round is converted here instead
-                log.warning("%s; converting in the collector", e)
-            else:
-                rows.add_columns(cols, tenants, hours)
-                traces = [traces[i] for i in refused]  # left to the reference converter
-        for end, tenant, size in traces:
-            rows.add(read(end, size), tenant)
+                rnd.helper = self._converter.submit((
+                    f"{self.writer_id}-f{seq:08d}", rnd.first, str(self._staging),
+                    [(*self.wal.locate(end, size), size, tenant) for end, tenant, size in traces]))
+                return rnd
+            except ConvertError as e:
+                log.warning("%s; staging in the collector", e)
+        self._stage_here(rnd)
+        return rnd
+
+    def _stage_here(self, rnd: _Round) -> None:
+        """Convert a round's spans in this thread and stage them in the writer thread."""
+        rows = SpanRows(self.normalizer)  # WAL records are requests as received
+        for end, tenant, size, kind, _ in rnd.items:
+            if kind != LOGS:
+                rows.add(self.wal.read_tail(end, size), tenant)
         table, tenants, hours, _ = rows.finish()  # invalid spans never reach the WAL
-        if table is not None:
-            out.spans = (table, tenants, hours)
-            out.n_spans = table.num_rows
-        return out
+        writer = self._writer(rnd.seq, rnd.first)
+        rnd.pending = self._write_pool.submit(
+            lambda: ([] if table is None else
+                     writer.stage_table(table, tenants, hours, self._staging), len(tenants)))
+
+    def _wait(self, rounds: deque[_Round]) -> None:
+        """Until the first round is staged. If the helper fails, every round it held is
+        staged here instead."""
+        rnd = rounds[0]
+        if rnd.helper is not None:
+            try:
+                files, spans = self._converter.result(rnd.helper)
+                rnd.staged += files
+                rnd.spans += spans
+                rnd.helper = None
+            except ConvertError as e:
+                log.warning("%s; staging in the collector", e)
+                for r in rounds:
+                    if r.helper is not None:
+                        r.helper = None
+                        self._stage_here(r)
+        if rnd.pending is not None:
+            files, spans = rnd.pending.result()
+            rnd.pending = None
+            rnd.staged += files
+            rnd.spans += spans
+
+    def _abandon(self, rounds: deque[_Round]) -> None:
+        """A flush failed: nothing of its unpublished rounds may be left being written when
+        the next attempt stages them again."""
+        if any(r.helper is not None for r in rounds):
+            self._converter.kill()
+        for r in rounds:
+            if r.pending is not None:
+                with contextlib.suppress(Exception):
+                    r.pending.result()
+        with contextlib.suppress(OSError):
+            self._clear_staging()
 
     def _write_checkpoint(self, seq: int, end: Position) -> None:
         """Temp file, fsync, rename; the caller fsyncs the directory."""

@@ -202,24 +202,19 @@ class SpanRows:
         self._rejected += batch.rejected
         return batch.rejected
 
-    def add_columns(self, cols: list, tenants: list[str], hours: list[int]) -> None:
-        """Rows converted elsewhere by the compiled converter (`_spanrows.Builder.finish`
-        in the collector's conversion helper, store/convert_worker.py)."""
-        self._finish_fast()  # keeps request order
-        if tenants:
-            arrays = [_from_buffers(f, *c) for f, c in zip(SPANS_SCHEMA, cols, strict=True)]
-            self._parts.append((pa.Table.from_arrays(arrays, schema=SPANS_SCHEMA), tenants,
-                                hours))
-            self._rows += len(tenants)
-
     def _finish_fast(self) -> None:
+        """Take what the compiled converter holds (before a reference part: request order)."""
         if self._fast is None:
             return
         if not self._fast.rows() and not self._fast.rejected():
             return
         cols, tenants, hours, rejected = self._fast.finish()
         self._rejected += rejected
-        self.add_columns(cols, tenants, hours)
+        if tenants:
+            arrays = [_from_buffers(f, *c) for f, c in zip(SPANS_SCHEMA, cols, strict=True)]
+            self._parts.append((pa.Table.from_arrays(arrays, schema=SPANS_SCHEMA), tenants,
+                                hours))
+            self._rows += len(tenants)
 
     def __len__(self) -> int:
         return self._rows + (self._fast.rows() if self._fast is not None else 0)

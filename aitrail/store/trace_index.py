@@ -44,11 +44,11 @@ def sidecar_path(parquet: Path) -> Path:
 
 
 def write_sidecar(parquet: Path, trace_ids: pa.ChunkedArray | pa.Array,
-                  pages: PageMap | None = None) -> Path:
-    """Write the sorted distinct trace ids of a file about to be published at `parquet`.
-    `trace_ids` is the file's trace_id column in row order: when it is sorted (every spans
-    file is), the sidecar also says where each trace's rows start, and `pages` where the
-    rows are (pages.py)."""
+                  pages: PageMap | None = None, into: Path | None = None) -> Path:
+    """Write the sorted distinct trace ids of a file about to be published at `parquet`
+    (into its directory, or `into` another one until it is). `trace_ids` is the file's
+    trace_id column in row order: when it is sorted (every spans file is), the sidecar also
+    says where each trace's rows start, and `pages` where the rows are (pages.py)."""
     column = trace_ids.drop_null()
     if isinstance(column, pa.ChunkedArray):
         column = column.combine_chunks() if column.num_chunks else pa.array([], pa.binary(16))
@@ -67,6 +67,8 @@ def write_sidecar(parquet: Path, trace_ids: pa.ChunkedArray | pa.Array,
     else:
         values = sorted(v for v in pc.unique(column).to_pylist() if len(v) == ID_LEN)
     dest = sidecar_path(parquet)
+    if into is not None:
+        dest = into / dest.name
     tmp = dest.with_name(f".{dest.name}.tmp")
     with open(tmp, "wb") as f:
         if starts is None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import uuid
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 import pyarrow as pa
@@ -21,7 +22,7 @@ from .fsutil import fsync_dir, publish_lock
 from .integrity import publish as integrity
 from .records import hour_partition
 from .schema import DICTIONARY_COLUMNS, FILE_METADATA, LOG_DICTIONARY_COLUMNS
-from .trace_index import write_sidecar
+from .trace_index import sidecar_path, write_sidecar
 
 ROW_GROUP_SIZE = 16_384
 # Measured on the benchmark load (100k spans, one thread): zstd 3 with 1 MiB pages 443 B/span
@@ -34,30 +35,60 @@ DATA_PAGE_SIZE = 1024 * 1024
 WRITE_THREADS = max(1, min(4, os.cpu_count() or 1))
 
 
+@dataclass
+class Staged:
+    """A file written and fsync'd under a temporary name (`tmp`), with its sidecar (None for
+    logs) and its integrity facts, waiting to be published at `dest`."""
+    dest: Path
+    tmp: Path
+    sidecar: Path | None
+    facts: dict
+
+
+def stage(table: pa.Table, dest: Path, tmp_dir: Path, dictionary: list[str] | None = None,
+          index: bool = True, compression_level: int = COMPRESSION_LEVEL) -> Staged:
+    """Write one sorted table as the temporary file `.<dest name>.tmp` in `tmp_dir`, fsync'd,
+    with its trace id sidecar when `index` (spans files): in `dest`'s directory when that
+    is `tmp_dir`, else next to the temporary file until `publish`. Row digests and the file
+    hash are computed here, so publishing is only renames and a log entry."""
+    table = table.replace_schema_metadata({**(table.schema.metadata or {}), **FILE_METADATA})
+    digests = integrity.table_digests(table)
+    tmp = tmp_dir / f".{dest.name}.tmp"
+    pq.write_table(
+        table, tmp, compression="zstd", compression_level=compression_level,
+        use_dictionary=DICTIONARY_COLUMNS if dictionary is None else dictionary,
+        row_group_size=ROW_GROUP_SIZE,
+        write_statistics=True, data_page_size=DATA_PAGE_SIZE,
+    )
+    with open(tmp, "rb+") as f:
+        os.fsync(f.fileno())
+    sidecar = (write_sidecar(dest, table.column("trace_id"), into=tmp_dir) if index
+               else None)
+    return Staged(dest, tmp, sidecar, integrity.file_facts(tmp, digests))
+
+
+def publish(store_root: Path, log: str, staged: Staged) -> None:
+    """Publish a staged file (the caller holds `publish_lock`): its sidecar first, then the
+    integrity log entry (docs/integrity.md: no reader sees an unlogged file), the rename and
+    the directory fsync."""
+    dest = staged.dest
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    if staged.sidecar is not None and staged.sidecar != sidecar_path(dest):
+        os.replace(staged.sidecar, sidecar_path(dest))
+    integrity.record_add(store_root, log, dest, staged.facts)
+    os.replace(staged.tmp, dest)
+    fsync_dir(dest.parent)
+
+
 def write_table(table: pa.Table, dest: Path, store_root: Path,
                 dictionary: list[str] | None = None, index: bool = True,
                 compression_level: int = COMPRESSION_LEVEL, log: str = "ingest") -> None:
-    """Write one sorted table to `dest` atomically (temp, fsync, rename, fsync dir), with
-    its trace id sidecar first when `index` (spans files). The file is entered in integrity
-    log `log` before the rename (docs/integrity.md), so no reader sees an unlogged file."""
-    table = table.replace_schema_metadata({**(table.schema.metadata or {}), **FILE_METADATA})
-    digests = integrity.table_digests(table)  # outside the lock: CPU only
+    """Write one sorted table to `dest` atomically: staged in its own directory, under the
+    publish lock (compaction swaps whole directories), then published."""
     with publish_lock(store_root):
         dest.parent.mkdir(parents=True, exist_ok=True)
-        tmp = dest.with_name(f".{dest.name}.tmp")
-        pq.write_table(
-            table, tmp, compression="zstd", compression_level=compression_level,
-            use_dictionary=DICTIONARY_COLUMNS if dictionary is None else dictionary,
-            row_group_size=ROW_GROUP_SIZE,
-            write_statistics=True, data_page_size=DATA_PAGE_SIZE,
-        )
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
-        if index:
-            write_sidecar(dest, table.column("trace_id"))
-        integrity.record_add(store_root, log, dest, tmp, digests)
-        os.replace(tmp, dest)
-        fsync_dir(dest.parent)
+        publish(store_root, log, stage(table, dest, dest.parent, dictionary, index,
+                                       compression_level))
 
 
 class ParquetWriter:
@@ -75,11 +106,35 @@ class ParquetWriter:
                     dataset: str = "spans") -> list[Path]:
         """Write rows (each with its tenant and hour bucket) as one file per partition of
         `dataset` ("spans", or "logs")."""
+        def write(part: tuple[pa.Table, Path]) -> None:
+            write_table(part[0], part[1], self.root, *self._options(dataset),
+                        self.compression_level, self.log)
+
+        parts = self._parts(table, tenants, hours, dataset)
+        _each(write, parts)
+        return [dest for _, dest in parts]
+
+    def stage_table(self, table: pa.Table, tenants: list[str], hours: list[int],
+                    tmp_dir: Path, dataset: str = "spans") -> list[Staged]:
+        """Like `write_table`, but only staged in `tmp_dir` (a directory of this writer's
+        own, so no lock is needed yet); `publish` each under `publish_lock`."""
+        def write(part: tuple[pa.Table, Path]) -> Staged:
+            return stage(part[0], part[1], tmp_dir, *self._options(dataset),
+                         self.compression_level)
+
+        return _each(write, self._parts(table, tenants, hours, dataset))
+
+    @staticmethod
+    def _options(dataset: str) -> tuple[list[str] | None, bool]:
+        """(dictionary columns, with a trace id sidecar) of a dataset's files."""
+        return (None, True) if dataset == "spans" else (LOG_DICTIONARY_COLUMNS, False)
+
+    def _parts(self, table: pa.Table, tenants: list[str], hours: list[int],
+               dataset: str) -> list[tuple[pa.Table, Path]]:
+        """The rows sorted, sliced per tenant-hour, each slice with its file name."""
         if not table.num_rows:
             return []
-        time_col, dictionary = (("start_time_unix_nano", None) if dataset == "spans"
-                                else ("time_unix_nano", LOG_DICTIONARY_COLUMNS))
-        index = dataset == "spans"
+        time_col = "start_time_unix_nano" if dataset == "spans" else "time_unix_nano"
         # One sort by (tenant, hour, trace_id, time), then contiguous slices per partition:
         # cheaper than grouping rows in Python and sorting each part.
         keyed = table.append_column("_tenant", pa.array(tenants, pa.string())) \
@@ -89,7 +144,7 @@ class ParquetWriter:
         tenants = keyed.column("_tenant").to_pylist()
         hours = keyed.column("_hour").to_pylist()
         table = keyed.drop_columns(["_tenant", "_hour"])
-        parts: list[tuple[int, int, Path]] = []
+        parts: list[tuple[pa.Table, Path]] = []
         start = 0
         n = len(tenants)
         while start < n:
@@ -100,17 +155,15 @@ class ParquetWriter:
             self.seq += 1
             dest = (self.root / dataset / f"tenant={check_tenant(tenants[start])}"
                     / f"date={date}" / f"hour={hh}" / f"{self.writer_id}-{self.seq:06d}.parquet")
-            parts.append((start, end, dest))
+            parts.append((table.slice(start, end - start), dest))
             start = end
-        def write(part: tuple[int, int, Path]) -> None:
-            a, b, dest = part
-            write_table(table.slice(a, b - a), dest, self.root, dictionary, index,
-                        self.compression_level, self.log)
+        return parts
 
-        if len(parts) == 1 or WRITE_THREADS == 1:
-            for part in parts:
-                write(part)
-        else:
-            with ThreadPoolExecutor(WRITE_THREADS) as pool:
-                list(pool.map(write, parts))
-        return [dest for _, _, dest in parts]
+
+def _each(fn, parts: list) -> list:
+    """fn over the parts, in threads when there are several: Parquet encoding and zstd run
+    in C++ without the GIL."""
+    if len(parts) <= 1 or WRITE_THREADS == 1:
+        return [fn(p) for p in parts]
+    with ThreadPoolExecutor(WRITE_THREADS) as pool:
+        return list(pool.map(fn, parts))

@@ -388,3 +388,52 @@ def test_a_helper_that_stops_answering_cannot_stall_the_flusher(tmp_path):
     finally:
         p.stop()
     assert stored(tmp_path) == Counter({i: 1 for i in first_ids + second_ids})
+
+
+def _own_flushes(p: Pipeline) -> Pipeline:
+    """Stop the background flusher: a round a request (`flush_round_bytes=1`) would wake it
+    on every accept, and the test drives every flush itself."""
+    p._stopping = True
+    p._wake.set()
+    p._flusher.join()
+    p._stopping = False
+    return p
+
+
+def test_every_round_a_stopped_helper_held_is_staged_again_here(tmp_path):
+    p = _own_flushes(pipeline(tmp_path, convert_in_helper=True, flush_round_bytes=1))
+    try:
+        first, first_ids = request(3)
+        p.accept(copy(first), "default")
+        assert p.flush() == 3
+        stuck = p._converter.pid
+        p._converter.timeout_s = 1.0
+        os.kill(stuck, signal.SIGSTOP)
+        reqs = [request(3) for _ in range(3)]
+        for req, _ in reqs:
+            p.accept(copy(req), "default")
+        assert p.flush() == 9  # two rounds went to the stopped helper: both staged here
+        assert _gone(stuck)
+        assert p.stats["flushes"] == 4
+    finally:
+        p.stop()
+    assert stored(tmp_path) == Counter({i: 1 for i in first_ids + [i for _, ids in reqs
+                                                                    for i in ids]})
+
+
+def test_a_failed_flush_leaves_nothing_staged_and_its_retry_stores_each_span_once(tmp_path):
+    p = _own_flushes(pipeline(tmp_path, convert_in_helper=True, flush_round_bytes=1))
+    try:
+        reqs = [request(3) for _ in range(3)]
+        for req, _ in reqs:
+            p.accept(copy(req), "default")
+        blocker = p.wal_dir / "checkpoint.tmp"
+        blocker.mkdir()  # the first round publishes, then cannot checkpoint
+        with pytest.raises(OSError):
+            p.flush()
+        assert not list((p.wal_dir / "staging").iterdir())  # the next round's files too
+        blocker.rmdir()
+        assert p.flush() == 9
+    finally:
+        p.stop()
+    assert stored(tmp_path) == Counter({i: 1 for _, ids in reqs for i in ids})

@@ -1,6 +1,6 @@
 """The hooks the writers call: what each kind of publication logs, and when.
 
-- `record_add`: write_table, between the temporary file's fsync and its rename.
+- `record_add`: writer.publish, between the temporary file's fsync and its rename.
 - `retire_unfinished_flush`: the collector, before it deletes the files of a flush that did
   not finish (their spans are still in its WAL and are written again).
 - `record_replacement` / `void_interrupted_replacement`: compaction, under the exclusive
@@ -34,10 +34,10 @@ def file_facts(path: Path, digests: list[bytes]) -> dict:
             "rows_root": row_mod.rows_root(digests).hex(), "rows_digest": row_mod.VERSION}
 
 
-def record_add(root: Path, log: str, dest: Path, tmp: Path, digests: list[bytes]) -> dict:
-    """Log the file about to be renamed from `tmp` to `dest` (an existing `dest` is logged
-    as replaced: reindex rewrites files in place)."""
-    fields = {"kind": "add", "path": relative(root, dest), **file_facts(tmp, digests)}
+def record_add(root: Path, log: str, dest: Path, facts: dict) -> dict:
+    """Log the file about to be renamed to `dest`, with its `file_facts` (an existing `dest`
+    is logged as replaced: reindex rewrites files in place)."""
+    fields = {"kind": "add", "path": relative(root, dest), **facts}
     if dest.exists():
         sha, _ = file_sha256(dest)
         fields["kind"] = "replace"

@@ -363,8 +363,14 @@ def verify_store(root: Path, anchor: bytes | None = None, check_rows: bool = Tru
     for p, e in live.items():
         if p in files:
             continue
-        tmp = f"{p.rsplit('/', 1)[0]}/.{p.rsplit('/', 1)[1]}.tmp"
-        if tmp in temps and file_sha256(root / tmp)[0] == e["sha256"]:
+        where, name = p.rsplit("/", 1)
+        # A writer stages in the file's directory, or (the collector) in its own staging
+        # directory (store/writer.py: stage).
+        tmps = [root / f"{where}/.{name}.tmp"] if f"{where}/.{name}.tmp" in temps else []
+        staged = root / "_wal" / e["_log"] / "staging" / f".{name}.tmp"
+        if staged.is_file():
+            tmps.append(staged)
+        if any(file_sha256(t)[0] == e["sha256"] for t in tmps):
             report.add("publish_interrupted", p, f"logged by {e['_log']} entry {e['seq']}; "
                        "the temporary file holds its bytes")
         elif in_flight(p):

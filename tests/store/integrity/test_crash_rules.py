@@ -99,3 +99,35 @@ def test_a_compaction_killed_before_its_swap_is_voided_by_the_next(tmp_path, mon
     assert len(stored(tmp_path)) == rows
     log = (tmp_path / "_integrity" / "compact" / "log").read_text()
     assert '"kind":"void"' in log
+
+
+def test_a_collector_killed_between_the_log_entry_and_the_rename_is_a_note(tmp_path,
+                                                                           monkeypatch):
+    """The collector stages a round's files in its own directory, then publishes them."""
+    a = pipeline(tmp_path)
+    req, ids = request()
+    a.accept(req, "default")
+    real = os.replace
+
+    def crash_on_parquet(src, dst):
+        if str(dst).endswith(".parquet"):
+            raise KeyboardInterrupt("killed between the log entry and the rename")
+        return real(src, dst)
+
+    monkeypatch.setattr(writer_mod.os, "replace", crash_on_parquet)
+    monkeypatch.setattr(a, "_abandon", lambda rounds: None)  # SIGKILL runs no clean-up
+    with pytest.raises(KeyboardInterrupt):
+        a.flush()
+    monkeypatch.undo()
+    assert list((a.wal_dir / "staging").glob(".test-f00000001-*.parquet.tmp"))
+    assert _clean(tmp_path) == ["publish_interrupted"]
+    crash(a)
+    b = Pipeline(tmp_path, "test", limits=Limits(flush_interval_s=3600))
+    b.start()  # retires the logged file, clears the staging directory, replays the WAL
+    assert not list((b.wal_dir / "staging").iterdir())
+    try:
+        b.flush()
+    finally:
+        b.stop()
+    assert stored(tmp_path) == Counter({i: 1 for i in ids})
+    assert _clean(tmp_path) == []
