@@ -116,6 +116,10 @@ def main() -> int:
     from .records import SpanRows
     from .writer import ParquetWriter
 
+    # The writer thread calls into Arrow and zstd dozens of times a round, giving up the GIL
+    # each time, and must take it back from the converting thread: by default that waits up
+    # to 5 ms each time (benchmarks/ingest_grpc.py: a round staged in ~150 ms instead of ~75).
+    sys.setswitchinterval(0.0005)
     stdin, stdout = sys.stdin.fileno(), sys.stdout.fileno()
     init = _recv(stdin)
     if init is None:
