@@ -19,7 +19,7 @@ exactly the rows of the files it replaces (less the exact duplicates it drops, w
 the same digest as the copy kept).
 
 Cost: _digests.c reads each column's Arrow buffers and hashes every row's encoding as it
-writes it, with the GIL released: 2.9 us a span on the benchmark load (SHA-256 itself ~1.1),
+writes it, with the GIL released: 2.3 us a span on the benchmark load (SHA-256 itself ~1.1),
 against 4.2-5.4 for the Arrow join and casts it replaced. That join, then a hashlib loop that
 holds the GIL, is still the path where _digests.c was not compiled (_arrow_digests); tests
 hold the two to the same digests. benchmarks/verify.py measures it per span against the
