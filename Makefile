@@ -6,7 +6,8 @@ STAMP  := $(VENV)/.installed
 
 .PHONY: demo test lint bench clean
 
-$(STAMP): pyproject.toml constraints.txt setup.py aitrail/store/_spanrows.c
+$(STAMP): pyproject.toml constraints.txt setup.py aitrail/store/_spanrows.c \
+          aitrail/store/integrity/_digests.c
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -c constraints.txt -e '.[test]'

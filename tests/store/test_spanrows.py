@@ -31,18 +31,48 @@ def test_the_compiled_parts_are_built():
     assert rows_mod._digests is not None
 
 
-@given(st.lists(st.binary(max_size=3000), max_size=20), st.integers(0, 3))
-def test_compiled_row_digests_are_sha256_of_each_slice(values, skip):
-    data = b"".join(values)
+@given(st.lists(st.one_of(st.none(), st.binary(max_size=3000)), max_size=20), st.integers(0, 3))
+def test_compiled_row_digests_hash_each_row_encoding(values, skip):
+    """_digests.rows on hand-made buffers: a fixed-width and a string column (tests/store/
+    integrity/test_rows.py holds it to the Arrow path on real tables)."""
+    skip = min(skip, len(values))  # the arrays' offset: rows before it are not hashed
+    data = b"".join(v or b"" for v in values)
     offsets = [0]
     for v in values:
-        offsets.append(offsets[-1] + len(v))
-    packed = struct.pack(f"<{len(offsets)}i", *offsets)
-    first = min(skip, len(values))
-    got = rows_mod._digests.slices(data, packed, first, len(values) - first)
-    assert got == [hashlib.sha256(v).digest() for v in values[first:]]
+        offsets.append(offsets[-1] + len(v or b""))
+    valid = sum(1 << i for i, v in enumerate(values) if v is not None).to_bytes(3, "little")
+    ids = b"".join(i.to_bytes(2, "little") for i in range(len(values)))
+    columns = [(0, 2, skip, None, None, ids),
+               (1, 4, skip, valid, struct.pack(f"<{len(offsets)}i", *offsets), data)]
+    got = rows_mod._digests.rows(len(values) - skip, columns)
+    want = [b"\x00\x01" + i.to_bytes(2, "little") + b"\xff" + (b"\xfe" if v is None else v)
+            for i, v in enumerate(values)][skip:]
+    assert got == [hashlib.sha256(e).digest() for e in want]
+
+
+@pytest.mark.parametrize("column", [
+    (0, 8, 0, None, None, b"\x00" * 15),                       # fixed: 2 values need 16 bytes
+    (1, 4, 0, None, struct.pack("<3i", 0, 2, 9), b"abcd"),      # offset past the data
+    (1, 4, 0, None, struct.pack("<3i", 0, 3, 2), b"abcd"),      # offsets going back
+    (1, 8, 0, None, struct.pack("<2q", 0, 1), b"a"),            # 2 values need 3 offsets
+    (2, 0, 9, None, None, b"\xff"),                             # bits 9 and 10 of one byte
+    (3, 4, 1, None, None, b"\x00" * 8),                         # int32: values 1 and 2
+    (3, 4, 0, b"", None, b"\x00" * 8),                          # an empty validity bitmap
+    (3, 3, 0, None, None, b"\x00" * 8),                         # no 3-byte integers
+    (7, 4, 0, None, None, b"\x00" * 8),                         # no such kind
+    (3, 4, -1, None, None, b"\x00" * 8),                        # negative offset
+])
+def test_compiled_row_digests_refuse_buffers_that_do_not_hold_the_rows(column):
     with pytest.raises(ValueError):
-        rows_mod._digests.slices(data, packed, first, len(values) - first + 1)
+        rows_mod._digests.rows(2, [column])
+
+
+def test_compiled_row_digests_read_no_buffer_behind_a_null():
+    nulls = b"\x00"
+    assert rows_mod._digests.rows(2, [(0, 4, 0, nulls, None, None),
+                                      (1, 4, 0, nulls, struct.pack("<i", 0), None),
+                                      (3, 8, 0, nulls, None, b"")]) == [
+        hashlib.sha256(b"\x00" * 6 + b"\xff\xfe" * 2).digest()] * 2
 
 
 def both(payloads: list[bytes], tenants: list[str] | None = None, mapping=None):

@@ -1,7 +1,9 @@
 """Row digests are a stored definition (every integrity log entry carries a root made of
 them): `row_digests` must give, for any table, what the definition in rows.py's docstring
 gives, computed here row by row in plain Python, and what the first Arrow implementation
-(v1, below as it was) gave."""
+(v1, below as it was) gave. Its two paths, the compiled one (_digests.c, reading Arrow's
+buffers) and the Arrow join it falls back to, must agree on every layout of the same values:
+sliced arrays, chunked columns, dictionaries."""
 
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -120,3 +123,99 @@ def test_row_digests_of_stored_sample_spans_equal_the_first_implementation(tmp_p
     for f in files:
         table = pq.read_table(f, schema=SPANS_SCHEMA)
         assert row_mod.row_digests(table) == v1_digests(table) == reference_digests(table)
+        assert row_mod._compiled_digests(table) == row_mod._arrow_digests(table)
+        # the same rows cut in other places: sliced, in chunks that end at odd rows
+        cut = table.slice(1, table.num_rows - 2)
+        chunked = pa.Table.from_batches(cut.to_batches(max_chunksize=3))
+        assert row_mod._compiled_digests(chunked) == row_mod._arrow_digests(cut)
+
+
+# -- the compiled path against the Arrow one, on every supported type and layout ------------
+
+_INT_TYPES = [pa.int8(), pa.int16(), pa.int32(), pa.int64(),
+              pa.uint8(), pa.uint16(), pa.uint32(), pa.uint64()]
+# Longer than _digests.c's scratch buffer (8 KiB) and its direct-hashing threshold (256 B)
+_BIG = ["x" * 300, "é" * 5000, "y" * 9000]
+
+
+def _values(t: pa.DataType):
+    if pa.types.is_integer(t):
+        lo, hi = ((-(2 ** (t.bit_width - 1)), 2 ** (t.bit_width - 1) - 1)
+                  if pa.types.is_signed_integer(t) else (0, 2**t.bit_width - 1))
+        return st.one_of(st.integers(lo, hi), st.sampled_from([lo, hi, 0, -1 if lo else 1]))
+    if pa.types.is_boolean(t):
+        return st.booleans()
+    if pa.types.is_fixed_size_binary(t):
+        return st.binary(min_size=t.byte_width, max_size=t.byte_width)
+    return st.one_of(st.text(max_size=20), st.sampled_from(["", "\x00", "\uffff", *_BIG]))
+
+
+_TYPES = [*_INT_TYPES, pa.bool_(), pa.string(), pa.large_string(), pa.binary(1),
+          pa.binary(8), pa.binary(16), pa.binary(300), pa.dictionary(pa.int8(), pa.string()),
+          pa.dictionary(pa.uint32(), pa.large_string())]
+
+
+@st.composite
+def laid_out(draw, t: pa.DataType, n: int) -> pa.ChunkedArray:
+    """n values of type t (some null), as an array sliced out of a longer one (any bit
+    offset) and cut into chunks."""
+    value_type = t.value_type if pa.types.is_dictionary(t) else t
+    values = st.one_of(st.none(), _values(value_type))
+    if draw(st.booleans()):
+        values = _values(value_type)  # no nulls: Arrow may leave out the validity bitmap
+    before, after = draw(st.integers(0, 19)), draw(st.integers(0, 3))
+    full = pa.array([draw(values) for _ in range(before + n + after)], value_type)
+    if pa.types.is_dictionary(t):
+        full = full.dictionary_encode().cast(t)
+    arr = full.slice(before, n)
+    cuts = sorted(draw(st.lists(st.integers(0, n), max_size=3)))
+    return pa.chunked_array([arr.slice(a, b - a) for a, b in
+                             itertools.pairwise([0, *cuts, n])], t)
+
+
+@st.composite
+def any_tables(draw) -> pa.Table:
+    n = draw(st.integers(0, 12))
+    types = draw(st.lists(st.sampled_from(_TYPES), min_size=1, max_size=8))
+    return pa.table({f"c{i}": draw(laid_out(t, n)) for i, t in enumerate(types)})
+
+
+@settings(max_examples=400, deadline=None)
+@given(any_tables(), st.integers(0, 5))
+def test_compiled_row_digests_equal_the_arrow_ones_on_any_layout(table, cut):
+    want = reference_digests(table)
+    assert row_mod._arrow_digests(table) == want
+    assert row_mod._compiled_digests(table) == want
+    part = table.slice(min(cut, table.num_rows))  # a table slice: offsets in every chunk
+    assert row_mod._compiled_digests(part) == want[min(cut, table.num_rows):]
+
+
+def test_compiled_row_digests_take_more_rows_than_the_arrow_join_does_at_once():
+    n = row_mod._CHUNK_ROWS + 3
+    table = pa.table({"id": pa.array([i.to_bytes(8, "big") for i in range(n)], pa.binary(8)),
+                      "n": pa.array(range(-n, 0), pa.int64()),
+                      "s": pa.array([str(i) if i % 3 else None for i in range(n)])})
+    assert row_mod._compiled_digests(table) == row_mod._arrow_digests(table)
+
+
+def test_row_digests_of_a_table_without_columns_are_the_empty_encoding():
+    table = pa.table({"a": [1, 2]}).select([])
+    assert row_mod._compiled_digests(table) == row_mod._arrow_digests(table) == (
+        [hashlib.sha256(b"\x00").digest()] * 2)
+
+
+@pytest.mark.parametrize("t", [pa.float64(), pa.binary(), pa.large_binary(),
+                               pa.list_(pa.int8()), pa.string_view(), pa.date32(),
+                               pa.dictionary(pa.int8(), pa.float32())])
+def test_row_digests_refuse_a_column_without_canonical_encoding(t):
+    table = pa.table({"a": pa.array([1], pa.int8()), "b": pa.nulls(1, t)})
+    for digests in (row_mod._compiled_digests, row_mod._arrow_digests):
+        with pytest.raises(TypeError, match="no canonical encoding"):
+            digests(table)
+
+
+def test_row_digests_fall_back_to_the_arrow_join_where_the_extension_is_not_built(
+        monkeypatch):
+    table = pa.table({"s": ["a", None], "n": pa.array([-1, 2**40], pa.int64())})
+    monkeypatch.setattr(row_mod, "_digests", None)
+    assert row_mod.row_digests(table) == reference_digests(table)
