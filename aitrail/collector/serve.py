@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
 import logging
 import os
 import signal
@@ -13,9 +11,9 @@ import threading
 from dataclasses import replace
 
 import grpc
-import pyarrow as pa
 from grpc_health.v1 import health_pb2
 
+from ..store.memory import lean_allocators
 from ..store.pipeline import Limits, Pipeline
 from ..store.retention.apply import RetentionRunner
 from .auth import Authenticator
@@ -31,19 +29,6 @@ from .options import (
 
 log = logging.getLogger("aitrail.collector")
 
-_M_ARENA_MAX = -8  # glibc's mallopt parameter
-
-
-def _limit_malloc_arenas(n: int) -> None:
-    """glibc gives threads that allocate at once arenas of their own (up to 8 per core), and
-    each arena keeps what was freed in it: with 16 gRPC threads, a flusher and a writer, that
-    was ~25-30 MB of peak RSS per collector process (benchmarks/ingest_grpc.py with
-    MALLOC_ARENA_MAX=2: 273 -> 243 MB with one process, 469 -> 445 MB with two). Must run
-    before other threads allocate; a no-op where the C library is not glibc."""
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL(None).mallopt(_M_ARENA_MAX, n)
-
-
 class Collector:
     """The running receivers and pipeline; `stop()` drains and flushes."""
 
@@ -52,11 +37,7 @@ class Collector:
         self.opts = opts
         self.auth = auth
         check_options(opts, auth)
-        # Arrow's default pool (jemalloc) keeps freed flush buffers: benchmarks/ingest_grpc.py
-        # measured a peak RSS of 343-403 MB with it and 264-312 MB with the system allocator,
-        # at the same rate.
-        pa.set_memory_pool(pa.system_memory_pool())
-        _limit_malloc_arenas(2)
+        lean_allocators()
         limits = opts.limits or Limits()
         if opts.compact_every is not None:
             limits = replace(limits, compact_interval_s=opts.compact_every)

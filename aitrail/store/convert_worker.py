@@ -112,9 +112,12 @@ def main() -> int:
     import queue
     from pathlib import Path
 
+    from .memory import lean_allocators
     from .normalize import Normalizer
     from .records import SpanRows
     from .writer import ParquetWriter
+
+    lean_allocators()
 
     # The writer thread calls into Arrow and zstd dozens of times a round, giving up the GIL
     # each time, and must take it back from the converting thread: by default that waits up
