@@ -10,7 +10,8 @@ files in the writer's staging directory (writer.stage: temporary name, fsync, si
 digests, file facts). The collector only publishes them: renames and integrity log entries,
 under the publish lock, in round order. So the work runs on the other core, in a process
 that imports no gRPC and holds no requests. The helper converts one round while it writes
-the one before (Parquet and zstd release the GIL), so two rounds can be in hand.
+the one before (Parquet and zstd release the GIL) and fsyncs the one before that, so the
+collector keeps three rounds in hand.
 
 The helper keeps nothing: if it dies, its rounds are staged again (by a new helper, or in
 the collector itself when none can start), from the WAL, which is trimmed only after the
@@ -116,6 +117,7 @@ def main() -> int:
     from .normalize import Normalizer
     from .records import SpanRows
     from .writer import ParquetWriter
+    from .writer import seal as seal_file
 
     lean_allocators()
 
@@ -129,23 +131,39 @@ def main() -> int:
         return 0
     mapping, root, level = init
     rows = SpanRows(Normalizer(mapping))
-    converted: queue.Queue = queue.Queue(maxsize=1)  # one round written, one converted
+    # Three threads, a round at each: this one converts, `write` writes Parquet (zstd
+    # without the GIL), `seal` fsyncs, writes the sidecar and answers, in round order.
+    converted: queue.Queue = queue.Queue(maxsize=1)
+    written: queue.Queue = queue.Queue(maxsize=1)
 
     def write() -> None:
-        try:
-            while (job := converted.get()) is not None:
-                name, first, tmp_dir, (table, tenants, hours, _) = job
-                writer = ParquetWriter(Path(root), name, compression_level=level)
-                writer.seq = first - 1
-                staged = ([] if table is None
-                          else writer.stage_table(table, tenants, hours, Path(tmp_dir)))
-                _send(stdout, (staged, len(tenants)))
-        except BaseException:  # the collector sees the pipe close and stages it itself
-            traceback.print_exc()
-            os._exit(1)
+        while (job := converted.get()) is not None:
+            name, first, tmp_dir, (table, tenants, hours, _) = job
+            writer = ParquetWriter(Path(root), name, compression_level=level)
+            writer.seq = first - 1
+            written.put(([] if table is None else
+                         writer.write_tmp_table(table, tenants, hours, Path(tmp_dir)),
+                         len(tenants)))
+        written.put(None)
 
-    writer_thread = threading.Thread(target=write, name="aitrail-helper-writer")
-    writer_thread.start()
+    def seal() -> None:
+        while (job := written.get()) is not None:
+            files, spans = job
+            _send(stdout, ([seal_file(w) for w in files], spans))
+
+    def run(target) -> threading.Thread:
+        def guarded() -> None:
+            try:
+                target()
+            except BaseException:  # the collector sees the pipe close and stages it itself
+                traceback.print_exc()
+                os._exit(1)
+
+        t = threading.Thread(target=guarded, name=f"aitrail-helper-{target.__name__}")
+        t.start()
+        return t
+
+    threads = [run(write), run(seal)]
     try:
         while (job := _recv(stdin)) is not None:
             name, first, tmp_dir, items = job
@@ -154,7 +172,8 @@ def main() -> int:
             converted.put((name, first, tmp_dir, rows.finish()))
     finally:
         converted.put(None)
-        writer_thread.join()
+        for t in threads:
+            t.join()
     return 0
 
 

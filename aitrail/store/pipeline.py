@@ -580,9 +580,9 @@ class Pipeline:
     def flush(self) -> int:
         """Write every durable queued record to Parquet, in rounds of at most
         `limits.flush_round_bytes` (each its own files and checkpoint); returns spans
-        written. Two rounds are in hand: the next is converted and staged (by the helper,
-        store/convert_worker.py, or here: converted by this thread, written by the writer
-        thread, without the GIL) while the one before is published."""
+        written. Up to three rounds are in hand: the next ones are converted and staged (by
+        the helper, store/convert_worker.py, or here: converted by this thread, written by
+        the writer thread, without the GIL) while the first is published."""
         # Only what is durable now: under steady load, chasing new arrivals would make a
         # tiny file every few ms instead of one flush per interval.
         target = self.wal.synced
@@ -592,7 +592,7 @@ class Pipeline:
             after = None
             try:
                 while True:
-                    while len(rounds) < 2 and (items := self._take(target, after)):
+                    while len(rounds) < 3 and (items := self._take(target, after)):
                         after = items[-1][0]
                         rounds.append(self._stage(items, self._flush_seq + len(rounds) + 1))
                     if not rounds:

@@ -45,12 +45,19 @@ class Staged:
     facts: dict
 
 
-def stage(table: pa.Table, dest: Path, tmp_dir: Path, dictionary: list[str] | None = None,
-          index: bool = True, compression_level: int = COMPRESSION_LEVEL) -> Staged:
-    """Write one sorted table as the temporary file `.<dest name>.tmp` in `tmp_dir`, fsync'd,
-    with its trace id sidecar when `index` (spans files): in `dest`'s directory when that
-    is `tmp_dir`, else next to the temporary file until `publish`. Row digests and the file
-    hash are computed here, so publishing is only renames and a log entry."""
+@dataclass
+class Written:
+    """A file written under its temporary name, not yet fsync'd (`seal` does the rest)."""
+    dest: Path
+    tmp: Path
+    digests: list[bytes]
+    trace_ids: pa.ChunkedArray | None  # for its sidecar (spans files)
+
+
+def write_tmp(table: pa.Table, dest: Path, tmp_dir: Path, dictionary: list[str] | None = None,
+              index: bool = True, compression_level: int = COMPRESSION_LEVEL) -> Written:
+    """Write one sorted table as the temporary file `.<dest name>.tmp` in `tmp_dir`, with
+    its row digests."""
     table = table.replace_schema_metadata({**(table.schema.metadata or {}), **FILE_METADATA})
     digests = integrity.table_digests(table)
     tmp = tmp_dir / f".{dest.name}.tmp"
@@ -60,11 +67,25 @@ def stage(table: pa.Table, dest: Path, tmp_dir: Path, dictionary: list[str] | No
         row_group_size=ROW_GROUP_SIZE,
         write_statistics=True, data_page_size=DATA_PAGE_SIZE,
     )
-    with open(tmp, "rb+") as f:
+    return Written(dest, tmp, digests, table.column("trace_id") if index else None)
+
+
+def seal(written: Written) -> Staged:
+    """fsync a written file and add its trace id sidecar (spans files): in its destination's
+    directory when it was written there, else next to it until `publish`. The file hash is
+    computed here, so publishing is only renames and a log entry."""
+    with open(written.tmp, "rb+") as f:
         os.fsync(f.fileno())
-    sidecar = (write_sidecar(dest, table.column("trace_id"), into=tmp_dir) if index
-               else None)
-    return Staged(dest, tmp, sidecar, integrity.file_facts(tmp, digests))
+    sidecar = (None if written.trace_ids is None else
+               write_sidecar(written.dest, written.trace_ids, into=written.tmp.parent))
+    return Staged(written.dest, written.tmp, sidecar,
+                  integrity.file_facts(written.tmp, written.digests))
+
+
+def stage(table: pa.Table, dest: Path, tmp_dir: Path, dictionary: list[str] | None = None,
+          index: bool = True, compression_level: int = COMPRESSION_LEVEL) -> Staged:
+    """`write_tmp` then `seal`."""
+    return seal(write_tmp(table, dest, tmp_dir, dictionary, index, compression_level))
 
 
 def publish(store_root: Path, log: str, staged: Staged) -> None:
@@ -118,9 +139,14 @@ class ParquetWriter:
                     tmp_dir: Path, dataset: str = "spans") -> list[Staged]:
         """Like `write_table`, but only staged in `tmp_dir` (a directory of this writer's
         own, so no lock is needed yet); `publish` each under `publish_lock`."""
-        def write(part: tuple[pa.Table, Path]) -> Staged:
-            return stage(part[0], part[1], tmp_dir, *self._options(dataset),
-                         self.compression_level)
+        return [seal(w) for w in self.write_tmp_table(table, tenants, hours, tmp_dir, dataset)]
+
+    def write_tmp_table(self, table: pa.Table, tenants: list[str], hours: list[int],
+                        tmp_dir: Path, dataset: str = "spans") -> list[Written]:
+        """`stage_table` without the `seal`: the caller seals them, maybe in another thread."""
+        def write(part: tuple[pa.Table, Path]) -> Written:
+            return write_tmp(part[0], part[1], tmp_dir, *self._options(dataset),
+                             self.compression_level)
 
         return _each(write, self._parts(table, tenants, hours, dataset))
 
