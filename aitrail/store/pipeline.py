@@ -119,8 +119,8 @@ class Accepted:
 class Limits:
     flush_interval_s: float = 2.0
     # Request bytes converted per flush round: bounds the flusher's memory (a span is
-    # ~1.4 KB of protobuf and several KB as Python objects; two rounds are in hand, one
-    # converted while the other is written). The flusher wakes as soon as a round is
+    # ~1.4 KB of protobuf and ~4 KB as Arrow columns; two or three rounds are in hand, see
+    # `Pipeline.flush`). The flusher wakes as soon as a round is
     # waiting, else every flush_interval_s. benchmarks/ingest_grpc.py (300k spans, quiet
     # machine): 8 MiB 17.7k spans/s, peak RSS 362 MB; 4 MiB 20.3k, 322 MB; 2 MiB 18.9k and
     # 18.0k, 292 and 295 MB, at 500 B/span instead of 484 until compaction.
@@ -580,19 +580,22 @@ class Pipeline:
     def flush(self) -> int:
         """Write every durable queued record to Parquet, in rounds of at most
         `limits.flush_round_bytes` (each its own files and checkpoint); returns spans
-        written. Up to three rounds are in hand: the next ones are converted and staged (by
-        the helper, store/convert_worker.py, or here: converted by this thread, written by
-        the writer thread, without the GIL) while the first is published."""
+        written. Several rounds are in hand: the next ones are converted and staged (by the
+        helper, store/convert_worker.py, or here: converted by this thread, written by the
+        writer thread, without the GIL) while the first is published."""
         # Only what is durable now: under steady load, chasing new arrivals would make a
         # tiny file every few ms instead of one flush per interval.
         target = self.wal.synced
         total = 0
         with self._flush_lock:
             rounds: deque[_Round] = deque()
+            # The helper holds a round in each of its three threads; here, one is written
+            # while the next is converted (each converted round in hand is ~10 MB).
+            depth = 3 if self._converter is not None else 2
             after = None
             try:
                 while True:
-                    while len(rounds) < 3 and (items := self._take(target, after)):
+                    while len(rounds) < depth and (items := self._take(target, after)):
                         after = items[-1][0]
                         rounds.append(self._stage(items, self._flush_seq + len(rounds) + 1))
                     if not rounds:
