@@ -720,6 +720,9 @@ class Pipeline:
                 rnd.helper = None
             except ConvertError as e:
                 log.warning("%s; staging in the collector", e)
+                # Rounds a new helper took after a failed submit are restaged too: their
+                # answers must not come back for a later round.
+                self._converter.kill()
                 for r in rounds:
                     if r.helper is not None:
                         r.helper = None

@@ -437,3 +437,35 @@ def test_a_failed_flush_leaves_nothing_staged_and_its_retry_stores_each_span_onc
     finally:
         p.stop()
     assert stored(tmp_path) == Counter({i: 1 for _, ids in reqs for i in ids})
+
+
+def test_a_helper_dying_between_rounds_loses_nothing_and_answers_no_later_round(tmp_path,
+                                                                               monkeypatch):
+    """Round 1 goes to helper A, which dies; round 2 cannot be sent (staged here); round 3
+    goes to a new helper B. Round 1's answer never comes: rounds 1 and 3 are staged here,
+    and B, which also has round 3, must not answer a round of the next flush with it."""
+    p = _own_flushes(pipeline(tmp_path, convert_in_helper=True, flush_round_bytes=1))
+    real = type(p._converter).submit
+    calls = []
+
+    def submit(self, job):
+        calls.append(self.pid)
+        if len(calls) == 2:  # helper A dies between rounds 1 and 2
+            os.kill(self.pid, signal.SIGKILL)
+            os.waitpid(self.pid, 0)
+        return real(self, job)
+
+    monkeypatch.setattr(type(p._converter), "submit", submit)
+    try:
+        reqs = [request(3) for _ in range(3)]
+        for req, _ in reqs:
+            p.accept(copy(req), "default")
+        assert p.flush() == 9
+        assert calls[0] is None and calls[1] is not None and calls[2] is None  # A, then B
+        later, later_ids = request(3)
+        p.accept(copy(later), "default")
+        assert p.flush() == 3
+    finally:
+        p.stop()
+    assert stored(tmp_path) == Counter({i: 1 for i in later_ids + [i for _, ids in reqs
+                                                                    for i in ids]})
