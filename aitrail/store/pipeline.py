@@ -715,6 +715,9 @@ class Pipeline:
         if rnd.helper is not None:
             try:
                 files, spans = self._converter.result(rnd.helper)
+                prefix = f"{self.writer_id}-f{rnd.seq:08d}-"
+                if any(not f.dest.name.startswith(prefix) for f in files):
+                    raise ConvertError(f"the helper answered for another round than {prefix}")
                 rnd.staged += files
                 rnd.spans += spans
                 rnd.helper = None
