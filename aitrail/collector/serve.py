@@ -29,6 +29,7 @@ from .options import (
 
 log = logging.getLogger("aitrail.collector")
 
+
 class Collector:
     """The running receivers and pipeline; `stop()` drains and flushes."""
 
