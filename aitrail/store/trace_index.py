@@ -108,15 +108,20 @@ class SidecarPages:
         self._pages = at + cells * _CELL.size
         self._dicts = self._pages + cells * columns * _PLACE.size
         self.count = cells
+        self._row = struct.Struct("<" + "QI" * columns)  # one (offset, size) per column
 
     def cell(self, k: int) -> tuple[int, int, int]:
         return _CELL.unpack_from(self._mm, self._cells + k * _CELL.size)
 
-    def page(self, k: int, c: int) -> tuple[int, int]:
-        return _PLACE.unpack_from(self._mm, self._pages + (k * self.columns + c) * _PLACE.size)
+    def page_places(self, k: int) -> list[tuple[int, int]]:
+        return self._places(self._pages + k * self.columns * _PLACE.size)
 
-    def dictionary(self, g: int, c: int) -> tuple[int, int]:
-        return _PLACE.unpack_from(self._mm, self._dicts + (g * self.columns + c) * _PLACE.size)
+    def dictionary_places(self, g: int) -> list[tuple[int, int]]:
+        return self._places(self._dicts + g * self.columns * _PLACE.size)
+
+    def _places(self, at: int) -> list[tuple[int, int]]:
+        flat = self._row.unpack_from(self._mm, at)
+        return list(zip(flat[::2], flat[1::2], strict=True))
 
     def find(self, row: int) -> int:
         """The cell holding `row`, or -1."""
