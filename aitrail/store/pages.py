@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 import struct
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import pyarrow as pa
@@ -263,10 +264,12 @@ class _FileLayout:
 
 
 def read_rows(path, md: pq.FileMetaData, pm, cell_range: tuple[int, int],
-              first: int, count: int, layouts: dict) -> pa.Table:
-    """Rows [first, first + count) of the file at `path`, from cells cell_range[0] ..
-    cell_range[1] - 1 of its page map `pm` (a PageMap, or the sidecar's view of one), which
-    are consecutive and cover those rows. `layouts` caches what is read once per file."""
+              first: int, count: int, layouts: dict,
+              columns: Sequence[str] | None = None) -> pa.Table:
+    """Rows [first, first + count) of the file at `path` (only `columns`, if given), from
+    cells cell_range[0] .. cell_range[1] - 1 of its page map `pm` (a PageMap, or the
+    sidecar's view of one), which are consecutive and cover those rows. `layouts` caches
+    what is read once per file."""
     layout = layouts.get(path)
     if layout is None:
         layout = layouts[path] = _FileLayout(path, md)
@@ -320,5 +323,5 @@ def read_rows(path, md: pq.FileMetaData, pm, cell_range: tuple[int, int],
     # One thread: for a page's worth of rows, handing columns to the pool costs more than it
     # saves (2.9 vs 3.2 ms for a 512-row file of 63 columns; more on a busy machine).
     table = pq.ParquetFile(pa.BufferReader(b"".join(out)), pre_buffer=False).read(
-        use_threads=False)
+        columns, use_threads=False)
     return table.slice(first - cells[0][0], count)
