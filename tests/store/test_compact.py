@@ -12,6 +12,7 @@ from pathlib import Path
 
 import orjson
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as hs
@@ -26,6 +27,7 @@ from aitrail.store.compact import compact_store, plan
 from aitrail.store.errors import NotFound
 from aitrail.store.ingest import Ingester
 from aitrail.store.query import Store
+from aitrail.store.schema import DICTIONARY_COLUMNS
 from aitrail.store.trace_index import FENCE, IdSet, sidecar_path, write_sidecar
 
 T0 = int(datetime(2026, 11, 20, 8, tzinfo=UTC).timestamp()) * 10**9
@@ -91,6 +93,11 @@ def test_compaction_keeps_every_row_and_leaves_one_indexed_file_per_hour(
     files = _parquet(tmp_path)
     assert len(files) == 3 and all(f.name.startswith("compacted-") for f in files)
     assert all(sidecar_path(f).exists() for f in files)
+    rg = pq.read_metadata(files[0]).row_group(0)
+    codecs = {rg.column(i).path_in_schema: rg.column(i).compression
+              for i in range(rg.num_columns)}
+    assert {c for c, z in codecs.items() if z == "UNCOMPRESSED"} == set(DICTIONARY_COLUMNS)
+    assert {z for c, z in codecs.items() if c not in DICTIONARY_COLUMNS} == {"ZSTD"}
     assert _rows(tmp_path) == before
     assert not (tmp_path / "_compact").exists() or not any((tmp_path / "_compact").iterdir())
     with Store(tmp_path) as st:  # sorted by trace id, as the trace index and stats need
