@@ -26,6 +26,7 @@ from aitrail.store import compact as compact_mod
 from aitrail.store.compact import compact_store, plan
 from aitrail.store.errors import NotFound
 from aitrail.store.ingest import Ingester
+from aitrail.store.pages import PAGE_ROWS
 from aitrail.store.query import Store
 from aitrail.store.schema import DICTIONARY_COLUMNS
 from aitrail.store.trace_index import FENCE, IdSet, sidecar_path, write_sidecar
@@ -98,6 +99,9 @@ def test_compaction_keeps_every_row_and_leaves_one_indexed_file_per_hour(
               for i in range(rg.num_columns)}
     assert {c for c, z in codecs.items() if z == "UNCOMPRESSED"} == set(DICTIONARY_COLUMNS)
     assert {z for c, z in codecs.items() if c not in DICTIONARY_COLUMNS} == {"ZSTD"}
+    pages = IdSet(sidecar_path(files[0])).pages  # every row is in the page map
+    assert pages.rows_per_page == PAGE_ROWS
+    assert sum(pages.cell(k)[1] for k in range(pages.count)) == pq.read_metadata(files[0]).num_rows
     assert _rows(tmp_path) == before
     assert not (tmp_path / "_compact").exists() or not any((tmp_path / "_compact").iterdir())
     with Store(tmp_path) as st:  # sorted by trace id, as the trace index and stats need
