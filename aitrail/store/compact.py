@@ -53,6 +53,12 @@ GRACE_S = 600  # an hour is closed ten minutes after it ends (late spans)
 # dictionary (as the flush writer writes them).
 _TIME = {"spans": "start_time_unix_nano", "logs": "time_unix_nano"}
 _DICTIONARY = {"spans": DICTIONARY_COLUMNS, "logs": LOG_DICTIONARY_COLUMNS}
+# Written without compression: the dictionary columns of spans. Their pages are run-length
+# indices and a dictionary that zstd hardly shrinks (468 -> 474 B/span at 10M spans), and a
+# trace fetch pays ~8 us here to set up zstd for each page it decodes, two per such column:
+# Store.trace 4.2-5.3 ms p50 instead of 5.4-6.1 on the 10M store re-merged so (interleaved
+# runs); the filtered page, facets and a filtered count were no slower.
+_UNCOMPRESSED = {"spans": DICTIONARY_COLUMNS, "logs": []}
 # Rows sorted at once: a bigger hour is merged in trace-id ranges of about this many rows,
 # so memory stays bounded whatever the hour's size (~1.5 KB of Arrow per span).
 RANGE_ROWS = 50_000
@@ -62,9 +68,12 @@ RANGE_ROWS = 50_000
 # to decode; 16k-row groups of 512-row pages 468 B/span, ~3 ms through the page map. On a
 # 400k-span file, DuckDB scans of a few small columns were ~25-45% slower with any page row
 # cap (more pages); on the whole 10M store, interleaved with the former layout, the filtered
-# page, facets and free text stayed within the noise. 256-row pages: 490 B/span. The pages
-# keep their rows whatever their size (the writer checks size per batch, and batches end at
-# page boundaries).
+# page, facets and free text stayed within the noise. 256-row pages (with uncompressed
+# dictionary columns): 474 -> 494 B/span and sidecars 4.9 -> 6.4 B/span, Store.trace 5.3 ->
+# 4.4 ms p50 interleaved (a fetch decodes half the long text), the filtered page, facets and
+# a filtered count within the noise; 128-row pages: 533 B/span. The pages keep their rows
+# whatever their size (the writer checks size per batch, and batches end at page
+# boundaries).
 COMPACT_ROW_GROUP = 16_384
 COMPACT_PAGE_SIZE = 1024 * 1024
 COMPACTED_PREFIX = "compacted-"
@@ -174,8 +183,12 @@ def merge(inputs: list[Path], dest: Path, spill_dir: Path | None = None,
     tmp = dest.with_name(f".{dest.name}.tmp")
     ids: list[pa.Array] = []
     rows = 0
-    with pq.ParquetWriter(tmp, schema.with_metadata(FILE_METADATA), compression="zstd",
-                          compression_level=COMPRESSION_LEVEL,
+    plain = set(_UNCOMPRESSED[dataset])
+    with pq.ParquetWriter(tmp, schema.with_metadata(FILE_METADATA),
+                          compression={n: "none" if n in plain else "zstd"
+                                       for n in schema.names},
+                          compression_level={n: COMPRESSION_LEVEL for n in schema.names
+                                             if n not in plain},
                           use_dictionary=_DICTIONARY[dataset],
                           write_statistics=[n for n in schema.names
                                             if n not in LONG_TEXT_COLUMNS],

@@ -7,6 +7,7 @@ directory and runs only SELECT statements from users.
 
 from __future__ import annotations
 
+import re
 import threading
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -183,6 +184,9 @@ class Store:
             "CREATE OR REPLACE VIEW spans AS")
         self._spans_body = body
         self._trace_body = body.replace("{spans_source}", "_one_trace")
+        # The stored columns the view reads: a trace fetch leaves the others on disk.
+        self._trace_stored = tuple(c for c in SPANS_SCHEMA.names
+                                   if re.search(rf"\b{c}\b", body))
         for macro, source in _SPANS_MACROS.items():
             self.con.execute(f"CREATE OR REPLACE MACRO {macro} AS TABLE "
                              + body.replace("{spans_source}", source))
@@ -272,13 +276,15 @@ class Store:
         return Result(cols, [dict(zip(cols, r, strict=True)) for r in rows], truncated,
                       _json_columns(cur.description))
 
-    def _trace_table(self, trace_id: str, tenant: str | None) -> pa.Table:
-        """The stored rows of one trace: the trace index names the file(s) holding it,
-        whatever its hour, and their footers the row group(s) to read."""
+    def _trace_table(self, trace_id: str, tenant: str | None,
+                     columns: tuple[str, ...] | None = None) -> pa.Table:
+        """The stored rows of one trace (only `columns`, if given, and the partition
+        columns): the trace index names the file(s) holding it, whatever its hour, and
+        their footers the row group(s) to read."""
         tid = parse_trace_id(trace_id)
         for attempt in range(_RETRIES + 1):
             try:
-                table = self._reader.read(self.index.locate(tid, tenant), tid)
+                table = self._reader.read(self.index.locate(tid, tenant), tid, columns)
                 break
             except FileNotFoundError:  # swapped away by compaction: list again
                 if attempt == _RETRIES:
@@ -305,7 +311,7 @@ class Store:
         """Every span of one trace, by start time (the public `spans` columns). Built in
         Python from the stored rows (trace_rows.py) unless log records may add content or
         a row needs the view itself."""
-        table = self._trace_table(trace_id, tenant)
+        table = self._trace_table(trace_id, tenant, self._trace_stored)
         if not self._has_logs:
             columns, json_columns = self._trace_shape()
             rows = spans_rows(table, columns)

@@ -75,6 +75,9 @@ def test_per_message_events_fill_the_span_they_belong_to(collector, protocol):
     ctx = span.get_span_context()
     assert all(r["trace_id"] == format(ctx.trace_id, "032x") for r in row["logs"])
     assert all(r["span_id"] == format(ctx.span_id, "016x") for r in row["logs"])
+    with Store(collector.opts.store) as st:  # a trace fetch joins the content too
+        (traced,) = st.trace(format(ctx.trace_id, "032x")).rows
+    assert traced["input_messages"] == row["input_messages"]
 
 
 def test_the_details_record_fills_the_span_even_when_the_span_came_first(collector):

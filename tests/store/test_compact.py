@@ -7,10 +7,15 @@ import os
 import random
 import threading
 from datetime import UTC, datetime
+from itertools import pairwise
 from pathlib import Path
 
 import orjson
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as hs
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.resource.v1.resource_pb2 import Resource
@@ -21,8 +26,10 @@ from aitrail.store import compact as compact_mod
 from aitrail.store.compact import compact_store, plan
 from aitrail.store.errors import NotFound
 from aitrail.store.ingest import Ingester
+from aitrail.store.pages import PAGE_ROWS
 from aitrail.store.query import Store
-from aitrail.store.trace_index import sidecar_path
+from aitrail.store.schema import DICTIONARY_COLUMNS
+from aitrail.store.trace_index import FENCE, IdSet, sidecar_path, write_sidecar
 
 T0 = int(datetime(2026, 11, 20, 8, tzinfo=UTC).timestamp()) * 10**9
 HOUR = 3600 * 10**9
@@ -87,6 +94,14 @@ def test_compaction_keeps_every_row_and_leaves_one_indexed_file_per_hour(
     files = _parquet(tmp_path)
     assert len(files) == 3 and all(f.name.startswith("compacted-") for f in files)
     assert all(sidecar_path(f).exists() for f in files)
+    rg = pq.read_metadata(files[0]).row_group(0)
+    codecs = {rg.column(i).path_in_schema: rg.column(i).compression
+              for i in range(rg.num_columns)}
+    assert {c for c, z in codecs.items() if z == "UNCOMPRESSED"} == set(DICTIONARY_COLUMNS)
+    assert {z for c, z in codecs.items() if c not in DICTIONARY_COLUMNS} == {"ZSTD"}
+    pages = IdSet(sidecar_path(files[0])).pages  # every row is in the page map
+    assert pages.rows_per_page == PAGE_ROWS
+    assert sum(pages.cell(k)[1] for k in range(pages.count)) == pq.read_metadata(files[0]).num_rows
     assert _rows(tmp_path) == before
     assert not (tmp_path / "_compact").exists() or not any((tmp_path / "_compact").iterdir())
     with Store(tmp_path) as st:  # sorted by trace id, as the trace index and stats need
@@ -351,3 +366,46 @@ def test_compaction_drops_exact_duplicates_and_keeps_same_ids_with_other_content
         assert len(rows) == 31 and len({r["span_id"] for r in rows}) == 30
         assert "same ids, other content" in {r["name"] for r in rows}
         assert len(st.trace(tids[0].hex()).rows) == 4  # 3 spans + the variant
+
+
+# Ids sharing their first bytes, so an id's tail and the next one's head can spell another id.
+_IDS = hs.lists(hs.binary(min_size=2, max_size=2).map(lambda b: b * 8), max_size=3 * FENCE,
+                unique=True)
+
+
+@settings(max_examples=60, deadline=None)
+@given(_IDS, hs.lists(hs.binary(min_size=0, max_size=17), max_size=20))
+def test_a_sidecar_finds_exactly_its_ids(tmp_path_factory, ids: list[bytes],
+                                         others: list[bytes]) -> None:
+    ordered = sorted(ids)
+    side = write_sidecar(tmp_path_factory.mktemp("tids") / "x.parquet",
+                         pa.array(ordered, pa.binary(16)))
+    got = IdSet(side)
+    assert [got.index(t) for t in ordered] == list(range(len(ordered)))
+    assert [got.rows(t) for t in ordered] == [(i, i + 1) for i in range(len(ordered))]
+    # Not there: other values, and the 16 bytes across two neighbours (in the map, unaligned).
+    spliced = [a[8:] + b[:8] for a, b in pairwise(ordered)]
+    for t in others + spliced + [b"\x00" * 16, b"\xff" * 16]:
+        assert (t in got) == (t in ids)
+        assert got.rows(t) is None or t in ids
+
+
+def test_a_lookup_sees_files_published_and_swapped_after_its_listing(tmp_path: Path) -> None:
+    tids = _build(tmp_path, flushes=1, hours=1)
+    long_ago = datetime(2026, 1, 1, tzinfo=UTC).timestamp()
+    with Store(tmp_path) as st:
+        for d in (tmp_path / "spans").glob("**/"):  # settled: listings are kept
+            os.utime(d, (long_ago, long_ago))
+        assert len(st.trace(tids[0].hex()).rows) == 3
+        [part] = st.index.partitions()
+        assert st.index.partitions()[0] is part  # nothing changed: not listed again
+        req, late = _request(random.Random(8), 5, 1)
+        ing = Ingester(tmp_path, "acme", writer_id="late")  # a flush into the same hour
+        ing.add(req)
+        ing.flush()
+        assert len(st.trace(late[0].hex()).rows) == 3
+        assert len(st.index.partitions()[0].files) == 2
+        compact_store(tmp_path, now=LATER)  # swaps the hour's directory
+        [f] = _parquet(tmp_path)
+        assert st.index.files_for(late[0]) == st.index.files_for(tids[0]) == [f]
+        assert len(st.trace(late[0].hex()).rows) == 3

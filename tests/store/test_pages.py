@@ -90,6 +90,9 @@ def test_a_compacted_trace_is_read_from_its_pages_with_the_same_rows(tmp_path: P
         by_pages, by_groups = _by_pages_and_by_row_groups(tmp_path, tid)
         assert by_pages.num_rows == end - first and by_pages.equals(by_groups)
         assert set(by_pages["trace_id"].to_pylist()) == {tid}
+        some = ("trace_id", "name", "attributes")  # only these of the stored columns
+        assert TraceReader().read([(f, ids)], tid, some).equals(
+            by_groups.select([*some, "tenant", "date", "hour"]))
     assert crossing  # some traces span two row groups
     with Store(tmp_path) as st:
         assert [len(st.trace(t.hex()).rows) for t in tids] == \
