@@ -57,8 +57,8 @@ def test_an_unfinished_flush_is_retired_at_restart_and_verifies_clean(tmp_path):
     assert '"reason":"unfinished flush"' in log
 
 
-def test_a_crash_between_the_log_entry_and_the_rename_is_a_note(tmp_path, monkeypatch):
-    build(tmp_path, flushes=1, hours=1, seed=21)
+def _crash_at_the_parquet_rename(monkeypatch) -> None:
+    """The writer is killed after a file's log entry, before its rename."""
     real = os.replace
 
     def crash_on_parquet(src, dst):
@@ -67,6 +67,11 @@ def test_a_crash_between_the_log_entry_and_the_rename_is_a_note(tmp_path, monkey
         return real(src, dst)
 
     monkeypatch.setattr(writer_mod.os, "replace", crash_on_parquet)
+
+
+def test_a_crash_between_the_log_entry_and_the_rename_is_a_note(tmp_path, monkeypatch):
+    build(tmp_path, flushes=1, hours=1, seed=21)
+    _crash_at_the_parquet_rename(monkeypatch)
     ing = Ingester(tmp_path, "acme", writer_id="cut")
     ing.add(random_request(random.Random(5), 3, 1))
     with pytest.raises(KeyboardInterrupt):
@@ -107,14 +112,7 @@ def test_a_collector_killed_between_the_log_entry_and_the_rename_is_a_note(tmp_p
     a = pipeline(tmp_path)
     req, ids = request()
     a.accept(req, "default")
-    real = os.replace
-
-    def crash_on_parquet(src, dst):
-        if str(dst).endswith(".parquet"):
-            raise KeyboardInterrupt("killed between the log entry and the rename")
-        return real(src, dst)
-
-    monkeypatch.setattr(writer_mod.os, "replace", crash_on_parquet)
+    _crash_at_the_parquet_rename(monkeypatch)
     monkeypatch.setattr(a, "_abandon", lambda rounds: None)  # SIGKILL runs no clean-up
     with pytest.raises(KeyboardInterrupt):
         a.flush()
