@@ -89,7 +89,7 @@ def default_workers() -> int:
     """One collector process unless asked for more. One process already keeps about two
     cores busy (it serves and writes the WAL; its helper process converts and writes the
     Parquet files). benchmarks/ingest_grpc.py on 2 cores, 300k spans: 1 process (and its
-    helper) a median 37.7k spans/s over six runs (26.1k-40.0k) at a peak RSS of 282-287 MB;
+    helper) a median 37.8k spans/s over 11 runs (26.1k-40.0k) at a peak RSS of 282-287 MB;
     2 processes 36-38.6k at 417-445 MB (each process loads its own gRPC and Arrow, ~95 MB
     before any span). And each process remembers only what it stored: an exporter's retry
     that arrives on a new connection may reach another process and be stored twice
