@@ -27,7 +27,6 @@ then one frame per round, (file name prefix, first file number, staging director
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import os
 import pickle
 import select
@@ -46,11 +45,9 @@ class ConvertError(Exception):
 
 
 _LEN = struct.Struct("<Q")
-# An answer is a few MB. Each read from the pipe gives up the GIL and must take it back from
-# the gRPC threads, so a 1 MiB pipe (not the default 64 KiB) means 16x fewer waits for it.
-_F_SETPIPE_SZ = 1031
-# A round is ~2 MiB of requests; its answer a few MB. Anything far larger is a broken peer.
-_MAX_FRAME = 1 << 31
+# A round's frame names its WAL records and its answer its staged files: a few KB each.
+# Anything far larger is a broken peer.
+_MAX_FRAME = 1 << 26
 
 
 def _send(fd: int, obj: Any) -> None:
@@ -200,8 +197,6 @@ class Converter:
                         [sys.executable, "-m", "aitrail.store.convert_worker"],
                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, bufsize=0,
                         start_new_session=True)
-                    with contextlib.suppress(OSError):  # fewer, larger reads (Linux)
-                        fcntl.fcntl(self._proc.stdout.fileno(), _F_SETPIPE_SZ, 1 << 20)
                     _send(self._proc.stdin.fileno(), self._init)
                 _send(self._proc.stdin.fileno(), job)
                 return self.generation
